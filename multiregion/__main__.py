@@ -1,0 +1,3 @@
+from multiregion.cli import main
+
+main()

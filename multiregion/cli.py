@@ -1,0 +1,355 @@
+"""The command layer: parse, build a context, call the core, render. Exit codes: 0 ok, 1 a failed step or
+check, 2 a usage or configuration error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from multiregion import __version__
+from multiregion.aws import ClientProvider
+from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
+from multiregion.engine import Context, Reporter, Runner, RunResult, Stage, StepError
+from multiregion.render import RichReporter, changes_table, print_run_summary
+from multiregion.sandbox import control
+from multiregion.stages import STAGE_NAMES, STAGES
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Session:
+    """What one command run needs: the config, a console, the clients and the engine context."""
+
+    def __init__(self, config: Config, as_json: bool):
+        self.config, self.as_json = config, as_json
+        # Progress goes to stderr when stdout carries the JSON document.
+        self.console = Console(stderr=as_json, highlight=False)
+        self.reporter = RichReporter(self.console, quiet=as_json)
+        self.clients = connect(config, self.reporter)
+        local = self.clients.endpoint_url is not None
+        self.ctx = Context(config=config, clients=self.clients, reporter=self.reporter,
+                           poll_interval=0.2 if local else 5.0)
+
+    def stages(self, only: Iterable[str] = ()) -> dict[str, Stage]:
+        wanted = set(only)
+        return {s.name: s(self.ctx) for s in STAGES if not wanted or s.name in wanted}
+
+    def emit(self, data: dict[str, Any]) -> None:
+        click.echo(json.dumps(data, indent=2, default=str))
+
+
+def connect(config: Config, reporter: Reporter) -> ClientProvider:
+    if config.endpoint == "aws":
+        return ClientProvider()
+    if config.endpoint == "sandbox":
+        info = control.running()
+        if info is None:
+            reporter.info("no sandbox is running; starting one (stop it with `multiregion sandbox stop`)")
+            info = control.start()
+            reporter.info(f"sandbox started at {info.url} (pid {info.pid})")
+        return ClientProvider(info.url)
+    return ClientProvider(config.endpoint)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known errors into a message and an exit code; --debug shows the traceback instead."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        err = Console(stderr=True, highlight=False)
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            if debug:
+                raise
+            err.print(f"[red]config error[/red] {exc.message}", markup=True, soft_wrap=True)
+            sys.exit(EXIT_USAGE)
+        except (StepError, control.SandboxError) as exc:
+            if debug:
+                raise
+            err.print(f"[red]error[/red] {getattr(exc, 'message', exc)}", soft_wrap=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
+def session(as_json: bool = False) -> Session:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    config = load_config(config_path(root.params.get("config_file")))
+    return Session(config, as_json)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_file", metavar="PATH", envvar=CONFIG_ENV,
+              help=f"The stack's YAML file (default: config.yaml, or ${CONFIG_ENV}).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of short error messages.")
+@click.version_option(__version__, prog_name="multiregion")
+def main(config_file: str | None, debug: bool) -> None:
+    """Run a serverless item API active-active in several AWS regions, and prove that failover works.
+
+    \b
+    multiregion up               converge every stage in every region (idempotent)
+    multiregion plan             what `up` would change; nothing is touched
+    multiregion status           what exists, per region
+    multiregion down             remove what this stack owns
+    multiregion sandbox start    a local multi-region AWS on 127.0.0.1 to try it all
+
+    Every command reads config.yaml (or --config PATH). `endpoint: sandbox` in it runs everything against
+    the embedded sandbox, starting one when none runs.
+    """
+
+
+# ---------------------------------------------------------------------------------------------- up/plan
+
+
+def run_up(only: Iterable[str], as_json: bool, prune: bool) -> None:
+    s = session(as_json)
+    s.ctx.prune = prune
+    started = time.monotonic()
+    stages = s.stages(only)
+    result = Runner(s.ctx, stages, "up").run()
+    seconds = time.monotonic() - started
+    if as_json:
+        s.emit(run_document(result, s.clients, seconds) | {"outputs": collect_status(s, stages)})
+    else:
+        print_run_summary(s.console, result, "applied", seconds, s.clients.writes)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def run_document(result: RunResult, clients: ClientProvider, seconds: float) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "changes": [c.to_dict() for c in result.changes],
+        "errors": [e.to_dict() for e in result.errors],
+        "skipped": [{"stage": n.stage, "region": n.region} for n in result.nodes if n.skipped],
+        "api_calls": {"reads": clients.reads, "writes": clients.writes},
+        "seconds": round(seconds, 2),
+    }
+
+
+@main.command()
+@click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
+              help=f"Converge only these stages (repeatable): {', '.join(STAGE_NAMES)}.")
+@click.option("--prune", is_flag=True, help="Also remove replicas of regions no longer in the config.")
+@json_option
+@handle_errors
+def up(only: tuple[str, ...], prune: bool, as_json: bool) -> None:
+    """Converge every stage in every region, in parallel. Safe to run again: a converged stack is left
+    alone (no write call), and a run that was interrupted resumes where it stopped."""
+    run_up(only, as_json, prune)
+
+
+@main.command()
+@click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
+              help="Plan only these stages (repeatable).")
+@json_option
+@handle_errors
+def plan(only: tuple[str, ...], as_json: bool) -> None:
+    """Show what `up` would change, with any monthly cost it adds. Nothing is written."""
+    s = session(as_json)
+    result = Runner(s.ctx, s.stages(only), "plan").run()
+    if as_json:
+        s.emit({"changes": [c.to_dict() for c in result.changes],
+                "errors": [e.to_dict() for e in result.errors]})
+    elif result.changes:
+        s.console.print(changes_table(result.changes, f"{len(result.changes)} change(s) planned"))
+    else:
+        s.console.print("[green]No changes.[/green] Every stage is converged.")
+    for error in result.errors if not as_json else ():
+        s.console.print(f"[red]error[/red] {error.message}")
+    sys.exit(EXIT_OK if not result.errors else EXIT_FAILED)
+
+
+def add_stage_commands() -> None:
+    for stage in STAGES:
+        def command(as_json: bool, prune: bool, _name: str = stage.name) -> None:
+            run_up([_name], as_json, prune)
+
+        command.__doc__ = f"{stage.help}\n\nThe same idempotent step as inside `up` (`up --only {stage.name}`)."
+        cmd = click.command(name=stage.name)(handle_errors(command))
+        cmd = click.option("--prune", is_flag=True, hidden=stage.name != "global-table",
+                           help="Remove replicas of regions no longer in the config.")(cmd)
+        main.add_command(json_option(cmd))
+
+
+add_stage_commands()
+
+
+# ----------------------------------------------------------------------------------------------- status
+
+
+def collect_status(s: Session, stages: dict[str, Stage] | None = None) -> dict[str, Any]:
+    stages = stages or s.stages()
+    jobs = [(name, region) for name, st in stages.items() for region in st.regions()]
+
+    def one(job: tuple[str, str]) -> tuple[str, str, dict[str, Any]]:
+        name, region = job
+        try:
+            return name, region, stages[name].status(region)
+        except Exception as exc:  # status is best effort per stage; the error is shown, not hidden
+            return name, region, {"error": f"{type(exc).__name__}: {exc}"}
+
+    out: dict[str, Any] = {"regions": {r: {} for r in s.config.regions}, "global": {}}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for name, region, data in pool.map(one, jobs):
+            target = out["regions"].get(region, out["global"])
+            if data:
+                target[name] = data
+    return out
+
+
+@main.command()
+@json_option
+@handle_errors
+def status(as_json: bool) -> None:
+    """Show what exists of the stack, per region and for the global name."""
+    s = session(as_json)
+    data = collect_status(s)
+    if as_json:
+        s.emit(data)
+        return
+    for region, stages in data["regions"].items():
+        table = Table(title=f"{region}{'  (primary)' if region == s.config.primary else ''}",
+                      title_justify="left", show_header=False)
+        table.add_column("stage", style="bold")
+        table.add_column("state", overflow="fold")
+        for name, value in stages.items():
+            table.add_row(name, render_value(value))
+        s.console.print(table)
+    if data["global"]:
+        table = Table(title="global", title_justify="left", show_header=False)
+        table.add_column("stage", style="bold")
+        table.add_column("state", overflow="fold")
+        for name, value in data["global"].items():
+            table.add_row(name, render_value(value))
+        s.console.print(table)
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {render_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(render_value(v) for v in value) or "-"
+    return "-" if value is None else str(value)
+
+
+# ------------------------------------------------------------------------------------------------- down
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--delete-data", is_flag=True, help="Also delete the table and replicas when they hold items.")
+@json_option
+@handle_errors
+def down(yes: bool, delete_data: bool, as_json: bool) -> None:
+    """Remove every resource this stack owns, in every region, dependents first. Resources that are not
+    tagged as this stack's are never touched; a table that holds items is kept unless --delete-data."""
+    s = session(as_json)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("down needs confirmation: pass --yes when not at a terminal")
+        click.confirm(f"Remove stack {s.config.service!r} from {', '.join(s.config.regions)}?", abort=True)
+    s.ctx.delete_data = delete_data
+    started = time.monotonic()
+    result = Runner(s.ctx, s.stages(), "down").run()
+    seconds = time.monotonic() - started
+    if as_json:
+        s.emit(run_document(result, s.clients, seconds))
+    else:
+        print_run_summary(s.console, result, "removed", seconds, s.clients.writes)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------------------------- sandbox
+
+
+@main.group()
+def sandbox() -> None:
+    """The embedded sandbox: a local multi-region AWS on 127.0.0.1 (moto plus replication, a Lambda
+    runtime, the API data plane, health checks, traffic policies and DNS answers)."""
+
+
+@sandbox.command()
+@click.option("--port", default=control.DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1 (0: any).")
+@click.option("--time-scale", default=10.0, show_default=True,
+              help="AWS waits are divided by this: 10 makes a 30 s health check interval 3 s.")
+@click.option("--write-state", is_flag=True, hidden=True)
+def serve(port: int, time_scale: float, write_state: bool) -> None:
+    """Run a sandbox in the foreground until Ctrl-C."""
+    try:
+        from multiregion.sandbox.server import Sandbox, SandboxOptions
+    except ImportError:
+        raise click.ClickException("the sandbox needs its extra: pip install 'multiregion[sandbox]'") from None
+    if time_scale <= 0:
+        raise click.BadParameter("must be positive", param_hint="--time-scale")
+    sb = Sandbox(SandboxOptions(time_scale=time_scale), port=port)
+    try:
+        sb.bind()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    import os
+    import signal
+
+    if write_state:
+        control.write_state(control.SandboxInfo(os.getpid(), sb.port))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    click.echo(f"multiregion sandbox on {sb.url} (time scale {time_scale:g}); Ctrl-C to stop", err=True)
+    try:
+        sb.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if write_state:
+            control.clear_state(os.getpid())
+
+
+@sandbox.command()
+@click.option("--port", default=control.DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1 (0: any).")
+@click.option("--time-scale", default=None, type=float, help="See `sandbox serve --help`.")
+@handle_errors
+def start(port: int, time_scale: float | None) -> None:
+    """Start a sandbox in the background (or report the one already running)."""
+    already = control.running()
+    info = already or control.start(port, time_scale)
+    state = "already running" if already else "started"
+    click.echo(f"sandbox {state} at {info.url} (pid {info.pid}); logs: {control.log_file()}")
+
+
+@sandbox.command()
+def stop() -> None:
+    """Stop the background sandbox. Everything it held is gone."""
+    info = control.stop()
+    click.echo(f"sandbox stopped (pid {info.pid})" if info else "no sandbox is running")
+
+
+@sandbox.command(name="status")
+@json_option
+def sandbox_status(as_json: bool) -> None:
+    """Whether a background sandbox runs, and where. Exit 1 when none does."""
+    info = control.running()
+    health = control.ping(info.url) if info else None
+    if as_json:
+        click.echo(json.dumps({"running": bool(info), "url": info.url if info else None, **(health or {})}))
+    elif info:
+        click.echo(f"sandbox running at {info.url} (pid {info.pid}, time scale {health['time_scale']:g})")
+    else:
+        click.echo("no sandbox is running (start one with `multiregion sandbox start`)")
+    sys.exit(EXIT_OK if info else EXIT_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

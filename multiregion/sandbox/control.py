@@ -1,0 +1,135 @@
+"""Run the sandbox in the background and find it again: a state file with its pid and port.
+
+The state lives in `$MULTIREGION_HOME` (default `~/.multiregion`), so tests and parallel users can keep
+sandboxes apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 4599
+HOME_ENV = "MULTIREGION_HOME"
+
+
+class SandboxError(Exception):
+    pass
+
+
+def home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".multiregion")
+
+
+def state_file() -> Path:
+    return home() / "sandbox.json"
+
+
+def log_file() -> Path:
+    return home() / "sandbox.log"
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    pid: int
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def ping(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The sandbox's own description, or None when nothing (or something else) answers there."""
+    try:
+        with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=timeout) as resp:
+            data = json.loads(resp.read())
+            return data if data.get("sandbox") == "multiregion" else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def read_state() -> SandboxInfo | None:
+    try:
+        data = json.loads(state_file().read_text())
+        return SandboxInfo(int(data["pid"]), int(data["port"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_state(info: SandboxInfo) -> None:
+    home().mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps({"pid": info.pid, "port": info.port, "url": info.url}))
+
+
+def clear_state(pid: int | None = None) -> None:
+    info = read_state()
+    if info and (pid is None or info.pid == pid):
+        state_file().unlink(missing_ok=True)
+
+
+def running() -> SandboxInfo | None:
+    info = read_state()
+    if info and ping(info.url):
+        return info
+    return None
+
+
+def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: float = 60.0,
+          extra_args: tuple[str, ...] = ()) -> SandboxInfo:
+    """Start a sandbox process in the background and wait until it answers."""
+    if info := running():
+        return info
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        raise SandboxError("the sandbox needs its extra: pip install 'multiregion[sandbox]'") from None
+    home().mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "multiregion", "sandbox", "serve", "--port", str(port), "--write-state"]
+    if time_scale is not None:
+        args += ["--time-scale", str(time_scale)]
+    args += list(extra_args)
+    with open(log_file(), "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(f"the sandbox exited with code {proc.returncode}; see {log_file()}")
+        info = read_state()
+        if info and info.pid == proc.pid and ping(info.url):
+            return info
+        time.sleep(0.2)
+    proc.kill()
+    raise SandboxError(f"the sandbox did not answer within {timeout:.0f}s; see {log_file()}")
+
+
+def stop(timeout: float = 10.0) -> SandboxInfo | None:
+    info = read_state()
+    if info is None:
+        return None
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        clear_state()
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(info.pid, signal.SIGKILL)
+    clear_state()
+    return info

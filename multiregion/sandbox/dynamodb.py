@@ -1,0 +1,261 @@
+"""DynamoDB global tables (version 2019.11.21) on top of moto's single-region tables.
+
+moto accepts `UpdateTable(ReplicaUpdates=...)` and ignores it. Here a replica group is kept per table
+name: `Create` makes the replica table in the target region with the source's schema and copies the
+existing items (AWS backfills too), `Delete` removes it, `DescribeTable` reports `GlobalTableVersion` and
+the other regions' `Replicas`, and a replicator thread reads every replica's stream and applies each write
+to the other replicas: asynchronously, last writer wins per item, deletes included. Writes applied by the
+replicator are marked so they are never sent back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+
+VERSION = "2019.11.21"
+STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+_ORIGIN = "_multiregion_origin"  # attribute set on stream records the replicator wrote
+
+
+def backend(region: str) -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[ACCOUNT_ID][region]
+
+
+@dataclass
+class ReplicaGroup:
+    name: str
+    # region -> (status, monotonic time at which a CREATING replica becomes ACTIVE)
+    replicas: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def status(self, region: str) -> str:
+        status, ready_at = self.replicas[region]
+        if status == "CREATING" and time.monotonic() >= ready_at:
+            self.replicas[region] = ("ACTIVE", 0.0)
+            return "ACTIVE"
+        return status
+
+
+class GlobalTables(Extension):
+    def __init__(self, sandbox: Any):
+        super().__init__(sandbox)
+        self.groups: dict[str, ReplicaGroup] = {}
+        # (table, region) -> index of the next stream record to read, and the shard it belongs to
+        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
+        # (table, region, key) -> time of the newest write applied to that item in that region
+        self.last_write: dict[tuple[str, str, str], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ requests
+
+    def handle(self, req: SandboxRequest) -> Response | None:
+        if req.service != "dynamodb" or not req.target or req.target.startswith("DynamoDBStreams"):
+            return None
+        op = req.operation
+        if op == "UpdateTable" and "ReplicaUpdates" in req.json():
+            return self._update_replicas(req)
+        if op == "DescribeTable":
+            return self._describe(req)
+        if op == "DeleteTable":
+            resp = self.forward(req)
+            if resp.status == 200:
+                self._left_group(req.json().get("TableName", ""), req.region or "")
+            return resp.response()
+        return None
+
+    def _describe(self, req: SandboxRequest) -> Response:
+        resp = self.forward(req)
+        if resp.status != 200:
+            return resp.response()
+        data = resp.json()
+        table = data.get("Table", {})
+        self._decorate(table, req.region or "")
+        return json_response(data)
+
+    def _decorate(self, table: dict[str, Any], region: str) -> None:
+        with self.sandbox.lock:
+            group = self.groups.get(table.get("TableName", ""))
+            if group is None or region not in group.replicas:
+                return
+            statuses = {r: group.status(r) for r in group.replicas}
+        table["GlobalTableVersion"] = VERSION
+        # As on AWS, a region's description lists the other replicas.
+        table["Replicas"] = [{"RegionName": r, "ReplicaStatus": s} for r, s in sorted(statuses.items())
+                             if r != region]
+        if any(s != "ACTIVE" for s in statuses.values()):
+            table["TableStatus"] = "UPDATING"
+
+    def _update_replicas(self, req: SandboxRequest) -> Response:
+        body = dict(req.json())
+        name, region = body.get("TableName", ""), req.region or ""
+        updates = body.pop("ReplicaUpdates") or []
+        with self.sandbox.lock:
+            source = backend(region).tables.get(name)
+            if source is None:
+                return aws_json_error("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                                      f"Requested resource not found: Table: {name} not found")
+            group = self.groups.get(name)
+            if group is not None and any(group.status(r) != "ACTIVE" for r in group.replicas):
+                return aws_json_error("com.amazonaws.dynamodb.v20120810#ResourceInUseException",
+                                      f"Attempt to change a resource which is still in use: Table is being "
+                                      f"updated: {name}")
+            for update in updates:
+                error = self._apply_update(name, region, source, update)
+                if error is not None:
+                    return error
+            data = backend(region).describe_table(name)
+        self._decorate(data["Table"], region)
+        return json_response({"TableDescription": data["Table"]})
+
+    def _apply_update(self, name: str, region: str, source: Any, update: dict[str, Any]) -> Response | None:
+        validation = "com.amazonaws.dynamodb.v20120810#ValidationException"
+        if "Create" in update:
+            target = update["Create"].get("RegionName", "")
+            if target == region:
+                return aws_json_error(validation, f"Cannot add replica in the source region {region}")
+            group = self.groups.setdefault(name, ReplicaGroup(name, {region: ("ACTIVE", 0.0)}))
+            if target in group.replicas:
+                return aws_json_error(validation, f"Failed to create a replica of table {name} in region "
+                                                  f"{target}: replica already exists")
+            if name in backend(target).tables:
+                return aws_json_error(validation, f"Failed to create a the new replica of table with name: "
+                                                  f"'{name}' because one or more replicas already existed "
+                                                  "as tables.")
+            self._create_replica(name, source, region, target)
+            group.replicas[target] = ("CREATING", time.monotonic() + self.sandbox.options.replica_create_delay)
+            return None
+        if "Delete" in update:
+            target = update["Delete"].get("RegionName", "")
+            group = self.groups.get(name)
+            if group is None or target not in group.replicas or target == region:
+                return aws_json_error(validation, f"Cannot delete replica {target} of table {name}: "
+                                                  "no such replica")
+            backend(target).delete_table(name)
+            self._left_group(name, target)
+            return None
+        return aws_json_error(validation, "ReplicaUpdates supports Create and Delete here")
+
+    def _create_replica(self, name: str, source: Any, source_region: str, target: str) -> None:
+        if not source.stream_specification or not source.stream_specification.get("StreamEnabled"):
+            source.set_stream_specification(STREAM)  # AWS turns the stream on when a replica is added
+        desc = backend(source_region).describe_table(name)["Table"]
+        gsis = [{k: v for k, v in g.items() if k in ("IndexName", "KeySchema", "Projection")}
+                for g in desc.get("GlobalSecondaryIndexes", [])]
+        replica = backend(target).create_table(
+            name, schema=desc["KeySchema"], throughput=None, attr=desc["AttributeDefinitions"],
+            global_indexes=gsis or None, indexes=None, streams=STREAM, billing_mode="PAY_PER_REQUEST",
+            sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None)
+        for item in list(source.all_items()):
+            attrs = item.to_json()["Attributes"]
+            backend(target).put_item(name, attrs)
+            self._mark_last(replica, source_region)
+
+    def _left_group(self, name: str, region: str) -> None:
+        with self.sandbox.lock:
+            group = self.groups.get(name)
+            if group is None:
+                return
+            group.replicas.pop(region, None)
+            self.offsets.pop((name, region), None)
+            if len(group.replicas) <= 1:
+                del self.groups[name]
+
+    # ------------------------------------------------------------------ replication
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sandbox-replicator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reset(self) -> None:
+        self.groups.clear()
+        self.offsets.clear()
+        self.last_write.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.sandbox.options.replication_interval):
+            try:
+                self.replicate_once()
+            except Exception as exc:  # keep replicating; a bad record must not stop the sandbox
+                print(f"sandbox replicator: {type(exc).__name__}: {exc}", flush=True)
+
+    def replicate_once(self) -> int:
+        """One pass over every replica's new stream records. Returns the number of writes applied."""
+        applied = 0
+        with self.sandbox.lock:
+            paused = set(self.sandbox.fault("replication_paused"))
+            for group in list(self.groups.values()):
+                records = []
+                for region in list(group.replicas):
+                    table = backend(region).tables.get(group.name)
+                    if table is None or table.stream_shard is None:
+                        continue
+                    records += [(region, rec) for rec in self._new_records(group.name, region, table)]
+                # First learn every region's own writes, then apply in time order, so last writer wins.
+                for region, rec in records:
+                    if getattr(rec, _ORIGIN, None):
+                        continue
+                    key, ts = _key(rec), _timestamp(rec)
+                    slot = (group.name, region, key)
+                    self.last_write[slot] = max(self.last_write.get(slot, 0.0), ts)
+                for region, rec in sorted(records, key=lambda r: (_timestamp(r[1]), r[0])):
+                    if getattr(rec, _ORIGIN, None):
+                        continue
+                    for target in group.replicas:
+                        if target == region or target in paused:
+                            continue
+                        applied += self._apply(group.name, region, target, rec)
+        return applied
+
+    def _new_records(self, name: str, region: str, table: Any) -> list[Any]:
+        shard = table.stream_shard
+        start, shard_id = self.offsets.get((name, region), (0, id(shard)))
+        if shard_id != id(shard) or start > len(shard.items):
+            start = 0
+        self.offsets[(name, region)] = (len(shard.items), id(shard))
+        return shard.items[start:]
+
+    def _apply(self, name: str, source: str, target: str, rec: Any) -> int:
+        key, ts = _key(rec), _timestamp(rec)
+        slot = (name, target, key)
+        if self.last_write.get(slot, 0.0) > ts:
+            return 0  # the target holds a newer write; it will replicate the other way
+        table = backend(target).tables.get(name)
+        if table is None:
+            return 0
+        data = rec.record["dynamodb"]
+        if rec.record["eventName"] == "REMOVE":
+            backend(target).delete_item(name, data["Keys"])
+        else:
+            backend(target).put_item(name, data["NewImage"])
+        self.last_write[slot] = ts
+        # The replica's own stream now holds this write too: marked, it is never sent back.
+        self._mark_last(table, source)
+        return 1
+
+    @staticmethod
+    def _mark_last(table: Any, origin: str) -> None:
+        if table.stream_shard is not None and table.stream_shard.items:
+            setattr(table.stream_shard.items[-1], _ORIGIN, origin)
+
+
+def _key(rec: Any) -> str:
+    keys = rec.record["dynamodb"]["Keys"]
+    return repr(sorted((k, sorted(v.items())) for k, v in keys.items()))
+
+
+def _timestamp(rec: Any) -> float:
+    value = rec.record["dynamodb"]["ApproximateCreationDateTime"]
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)

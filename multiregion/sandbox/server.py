@@ -1,0 +1,154 @@
+"""The sandbox server: moto in-process behind our WSGI layer, one endpoint for every service and region.
+
+Sandbox's own endpoints live under `/_sandbox/`:
+  GET  /_sandbox/health   who answers here (used to find a running sandbox)
+  POST /_sandbox/reset    forget every resource (moto's reset plus the extensions' state)
+  GET  /_sandbox/faults   the faults in force; POST merges a JSON object into them (see FAULTS)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
+
+from multiregion.sandbox.app import Extension, SandboxApp, SandboxRequest, json_response
+
+# Faults that tests and rehearsals can switch on through /_sandbox/faults, with their neutral values.
+FAULTS: dict[str, Any] = {
+    # regions whose replicas receive no replicated writes (their own writes still replicate out)
+    "replication_paused": [],
+    # certificate ARNs (or "*") that fail validation instead of being issued
+    "acm_fail": [],
+    # health check ids whose probes are ignored, so the check stays as it was
+    "health_check_frozen": [],
+}
+
+
+@dataclass
+class SandboxOptions:
+    # Route 53 intervals and similar waits are divided by this: 10 makes a 30 s interval 3 s.
+    time_scale: float = 10.0
+    # Seconds before a new replica becomes ACTIVE, and between replication passes.
+    replica_create_delay: float = 0.5
+    replication_interval: float = 0.05
+    # Seconds after the validation record exists before ACM issues a certificate.
+    acm_validation_delay: float = 1.0
+
+
+@dataclass
+class Sandbox:
+    options: SandboxOptions = field(default_factory=SandboxOptions)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
+        self.lock = threading.RLock()
+        self.faults: dict[str, Any] = json.loads(json.dumps(FAULTS))
+        self.faults_lock = threading.Lock()
+        self.app = SandboxApp(self)
+        self.app.extensions = [ControlEndpoints(self), *load_extensions(self)]
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def bind(self) -> None:
+        self._server = make_server(self.host, self.port, self.app, threaded=True)
+        self.port = self._server.server_port
+
+    def start(self) -> Sandbox:
+        """Serve in a background thread (tests, benchmarks)."""
+        if self._server is None:
+            self.bind()
+        self._start_extensions()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        if self._server is None:
+            self.bind()
+        self._start_extensions()
+        try:
+            self._server.serve_forever()
+        finally:
+            self.stop()
+
+    def _start_extensions(self) -> None:
+        for ext in self.app.extensions:
+            ext.start()
+
+    def stop(self) -> None:
+        for ext in self.app.extensions:
+            ext.stop()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread = None
+
+    def reset(self) -> None:
+        from moto.moto_api import _internal
+
+        with self.lock:
+            _internal.moto_api_backend.reset()
+            for ext in self.app.extensions:
+                ext.reset()
+            with self.faults_lock:
+                self.faults = json.loads(json.dumps(FAULTS))
+
+    def fault(self, name: str) -> Any:
+        with self.faults_lock:
+            return self.faults[name]
+
+    def scaled(self, seconds: float) -> float:
+        """An AWS duration in sandbox time."""
+        return seconds / self.options.time_scale
+
+
+def load_extensions(sandbox: Sandbox) -> list[Extension]:
+    from multiregion.sandbox.dynamodb import GlobalTables
+
+    return [GlobalTables(sandbox)]
+
+
+class ControlEndpoints(Extension):
+    def handle(self, req: SandboxRequest) -> Response | None:
+        if not req.path.startswith("/_sandbox/"):
+            return None
+        name = req.path[len("/_sandbox/"):].rstrip("/")
+        sb = self.sandbox
+        if name == "health":
+            return json_response({"sandbox": "multiregion", "pid": os.getpid(), "port": sb.port,
+                                  "time_scale": sb.options.time_scale,
+                                  "uptime": round(time.time() - sb.started_at, 1)},
+                                 content_type="application/json")
+        if name == "reset" and req.method == "POST":
+            sb.reset()
+            return json_response({"reset": True}, content_type="application/json")
+        if name == "faults":
+            if req.method == "POST":
+                try:
+                    update = req.json()
+                    unknown = set(update) - set(FAULTS)
+                except (ValueError, TypeError):
+                    return json_response({"error": "body must be a JSON object"}, 400, "application/json")
+                if unknown:
+                    return json_response({"error": f"unknown faults: {sorted(unknown)}",
+                                          "known": sorted(FAULTS)}, 400, "application/json")
+                with sb.faults_lock:
+                    sb.faults.update(update)
+            with sb.faults_lock:
+                return json_response(sb.faults, content_type="application/json")
+        return json_response({"error": f"no sandbox endpoint {req.path}"}, 404, "application/json")

@@ -1,0 +1,95 @@
+"""What the sandbox adds to moto's DynamoDB: replicas through UpdateTable and stream replication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from multiregion.sandbox.server import Sandbox
+from tests.test_global_table import wait_for
+
+KEY = {"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+       "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST",
+       "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+
+
+@pytest.fixture
+def pair(aws: Any) -> tuple[Any, Any]:
+    eu, us = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1")
+    eu.create_table(TableName="t", **KEY)
+    eu.put_item(TableName="t", Item={"id": {"S": "before"}})
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    wait_for(lambda: eu.describe_table(TableName="t")["Table"]["TableStatus"] == "ACTIVE")
+    return eu, us
+
+
+def get(client: Any, key: str) -> Any:
+    return client.get_item(TableName="t", Key={"id": {"S": key}}).get("Item")
+
+
+def test_replica_has_same_schema_and_existing_items(pair: tuple[Any, Any]) -> None:
+    eu, us = pair
+    replica = us.describe_table(TableName="t")["Table"]
+    assert replica["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert replica["GlobalTableVersion"] == "2019.11.21"
+    assert replica["Replicas"] == [{"RegionName": "eu-west-1", "ReplicaStatus": "ACTIVE"}]
+    assert get(us, "before") is not None
+
+
+def test_replica_is_creating_before_active(aws: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    desc = eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    assert desc["TableDescription"]["Replicas"] == [{"RegionName": "us-east-1", "ReplicaStatus": "CREATING"}]
+    assert desc["TableDescription"]["TableStatus"] == "UPDATING"
+
+
+def test_writes_and_deletes_replicate_both_ways(pair: tuple[Any, Any]) -> None:
+    eu, us = pair
+    us.put_item(TableName="t", Item={"id": {"S": "k"}, "v": {"S": "us"}})
+    assert wait_for(lambda: get(eu, "k"))["v"] == {"S": "us"}
+    eu.delete_item(TableName="t", Key={"id": {"S": "k"}})
+    wait_for(lambda: get(us, "k") is None)
+
+
+def test_last_writer_wins_and_nothing_echoes(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
+    eu, us = pair
+    ext = next(e for e in sandbox.app.extensions if type(e).__name__ == "GlobalTables")
+    from multiregion.sandbox.dynamodb import backend
+
+    with sandbox.lock:  # both writes land before the replicator sees either: a true conflict
+        backend("eu-west-1").put_item("t", {"id": {"S": "c"}, "v": {"S": "first"}})
+        backend("us-east-1").put_item("t", {"id": {"S": "c"}, "v": {"S": "second"}})
+    wait_for(lambda: get(eu, "c")["v"] == {"S": "second"})
+    assert get(us, "c")["v"] == {"S": "second"}
+    # No echo: once settled, further passes apply nothing.
+    ext.replicate_once()
+    assert ext.replicate_once() == 0
+
+
+def test_replica_where_table_exists_fails(aws: Any) -> None:
+    eu, us = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1")
+    eu.create_table(TableName="t", **KEY)
+    us.create_table(TableName="t", **KEY)
+    with pytest.raises(ClientError) as err:
+        eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert "already existed as tables" in err.value.response["Error"]["Message"]
+
+
+def test_delete_replica(pair: tuple[Any, Any]) -> None:
+    eu, us = pair
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": "us-east-1"}}])
+    assert us.list_tables()["TableNames"] == []
+    assert "Replicas" not in eu.describe_table(TableName="t")["Table"]
+
+
+def test_paused_replication_fault(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
+    eu, us = pair
+    sandbox.faults["replication_paused"] = ["us-east-1"]
+    eu.put_item(TableName="t", Item={"id": {"S": "held"}})
+    us.put_item(TableName="t", Item={"id": {"S": "out"}})
+    wait_for(lambda: get(eu, "out"))
+    assert get(us, "held") is None
