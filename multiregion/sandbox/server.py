@@ -13,12 +13,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from multiregion.sandbox.app import Extension, SandboxApp, SandboxRequest, json_response
+
+E = TypeVar("E", bound=Extension)
 
 # Faults that tests and rehearsals can switch on through /_sandbox/faults, with their neutral values.
 FAULTS: dict[str, Any] = {
@@ -107,6 +109,13 @@ class Sandbox:
                 ext.reset()
             with self.faults_lock:
                 self.faults = json.loads(json.dumps(FAULTS))
+
+    def extension(self, cls: type[E]) -> E:
+        """The running instance of an extension class, for extensions that build on another."""
+        for ext in self.app.extensions:
+            if isinstance(ext, cls):
+                return ext
+        raise LookupError(f"no {cls.__name__} extension in this sandbox")
 
     def fault(self, name: str) -> Any:
         with self.faults_lock:
