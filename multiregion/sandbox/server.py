@@ -9,6 +9,7 @@ Sandbox's own endpoints live under `/_sandbox/`:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -68,6 +69,8 @@ class Sandbox:
         return f"http://{self.host}:{self.port}"
 
     def bind(self) -> None:
+        # One line per request would drown the log; errors still reach it.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server(self.host, self.port, self.app, threaded=True)
         self.port = self._server.server_port
 
@@ -127,10 +130,11 @@ class Sandbox:
 
 
 def load_extensions(sandbox: Sandbox) -> list[Extension]:
+    from multiregion.sandbox.apigateway import ApiDataPlane
     from multiregion.sandbox.dynamodb import GlobalTables
+    from multiregion.sandbox.lambda_runtime import LambdaRuntime
 
-    return [GlobalTables(sandbox)]
-
+    return [GlobalTables(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox)]
 
 class ControlEndpoints(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:

@@ -1,0 +1,166 @@
+"""How the sandbox starts execution environment processes: spawned, or forked from a warm fork server.
+
+A handler's first `import boto3` costs more than half a second of CPU, and the sandbox starts environments
+often (every configuration change, every reset between tests). So a fork server (`lambda_bootstrap.py
+--fork-server`) imports boto3 once and forks environments on request: the sandbox sends it the
+environment's variables and working directory together with the two pipe ends the environment will use
+as stdin and stdout (SCM_RIGHTS), and gets back the pid. The fork server alone reaps its children, and
+kills only children it has not reaped yet, so a pid is never signalled after it could have been reused.
+
+A zip that brings its own boto3 or botocore is spawned directly (`python -I lambda_bootstrap.py`), so its
+copy wins as it does on AWS; so is everything where fork or fd passing is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, BinaryIO
+
+BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+# Packages the fork server imports once; a zip holding one of them is spawned instead.
+PRELOADED = ("boto3", "botocore")
+
+
+class ProcessGone(Exception):
+    pass
+
+
+class EnvironmentProcess:
+    """A running environment: its pid, the pipe to its stdin and the fd of its stdout.
+
+    `terminate` may be called from any thread: it kills the process, so a reader sees EOF. Only the thread
+    that uses the pipes calls `close`, so an fd is never closed (and its number reused) under a reader.
+    """
+
+    pid: int
+    stdin: BinaryIO
+    stdout_fd: int
+    _closed = False
+
+    def terminate(self) -> str:
+        """Kill the process if it still runs; how it ended ("exit status 1", "signal: 9")."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # A pipe to a killed process may fail to flush; it is gone either way.
+        with suppress(OSError):
+            self.stdin.close()
+        with suppress(OSError):
+            os.close(self.stdout_fd)
+
+
+def describe_status(code: int | None) -> str:
+    if code is None:
+        return "unknown"
+    return f"signal: {-code}" if code < 0 else f"exit status {code}"
+
+
+class SpawnedProcess(EnvironmentProcess):
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.proc = subprocess.Popen([sys.executable, "-I", str(BOOTSTRAP)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, cwd=cwd, env=env, close_fds=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.pid, self.stdin = self.proc.pid, self.proc.stdin
+        self.stdout_fd = os.dup(self.proc.stdout.fileno())
+        self.proc.stdout.close()
+
+    def terminate(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            return describe_status(self.proc.wait(timeout=5.0))
+        except subprocess.TimeoutExpired:  # SIGKILL was sent; the kernel will finish it
+            return "unknown"
+
+
+class ForkedProcess(EnvironmentProcess):
+    def __init__(self, server: ForkServer, pid: int, stdin: BinaryIO, stdout_fd: int):
+        self.server, self.pid, self.stdin, self.stdout_fd = server, pid, stdin, stdout_fd
+        self._status: str | None = None
+        self._lock = threading.Lock()
+
+    def terminate(self) -> str:
+        with self._lock:
+            if self._status is None:
+                self._status = self.server.kill(self.pid)
+            return self._status
+
+
+class ForkServer:
+    """The warm parent of forked environments; one per sandbox, started on first use."""
+
+    def __init__(self, env: dict[str, str]):
+        self._lock = threading.Lock()
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", str(BOOTSTRAP), "--fork-server", str(child.fileno())],
+                                         stdin=subprocess.DEVNULL, pass_fds=(child.fileno(),), env=env)
+        finally:
+            child.close()
+        self._buf = b""
+        self._sock.settimeout(60.0)
+        ready = self._receive()
+        if not ready.get("ready"):
+            raise ProcessGone("the fork server did not start")
+
+    @staticmethod
+    def usable() -> bool:
+        return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, env: dict[str, str], cwd: Path) -> ForkedProcess:
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            with self._lock:
+                message = json.dumps({"op": "spawn", "env": env, "cwd": str(cwd)}).encode() + b"\n"
+                socket.send_fds(self._sock, [message], [stdin_r, stdout_w])
+                reply = self._receive()
+        except (OSError, ValueError) as exc:
+            for fd in (stdin_w, stdout_r):
+                os.close(fd)
+            raise ProcessGone(f"the fork server is gone: {exc}") from exc
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        return ForkedProcess(self, int(reply["pid"]), os.fdopen(stdin_w, "wb"), stdout_r)
+
+    def kill(self, pid: int) -> str:
+        try:
+            with self._lock:
+                self._sock.sendall(json.dumps({"op": "kill", "pid": pid}).encode() + b"\n")
+                return str(self._receive().get("status", "unknown"))
+        except (OSError, ValueError):
+            # Without its parent the environment reads EOF on stdin (closed by the caller) and exits.
+            return "unknown"
+
+    def _receive(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                raise ProcessGone("the fork server closed its socket")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        # On EOF the fork server kills the environments it still has, then exits.
+        with suppress(OSError):
+            self._sock.close()
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
