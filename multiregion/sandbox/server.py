@@ -136,6 +136,7 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
 
     return [GlobalTables(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox)]
 
+
 class ControlEndpoints(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:
         if not req.path.startswith("/_sandbox/"):

@@ -1,0 +1,465 @@
+"""Stages `functions` and `api` against the sandbox's control plane: converge, rerun, drift, down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from multiregion import packaging
+from multiregion.aws import ClientProvider
+from multiregion.config import load_config
+from multiregion.engine import TAG_REGION, TAG_STACK, Context, Reporter
+from multiregion.sandbox.app import ACCOUNT_ID
+from multiregion.sandbox.server import Sandbox
+from multiregion.stages import api as api_stage
+from multiregion.stages import functions as functions_stage
+from tests.conftest import Cli
+
+ALL = ("--only", "tables", "--only", "global-table", "--only", "functions", "--only", "api")
+MINE = ("--only", "functions", "--only", "api")
+REGIONS = ("eu-west-1", "us-east-1")
+COMPONENTS = {"put": "put_item.handler", "get": "get_item.handler", "health": "health.handler"}
+ROUTES = {("POST", "/item"): "put", ("GET", "/item/{id}"): "get", ("GET", "/health"): "health"}
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.infos: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def info(self, message: str) -> None:
+        self.infos.append(message)
+
+
+def context(sandbox: Sandbox, config: Path, **kwargs: Any) -> Context:
+    return Context(config=load_config(config), clients=ClientProvider(sandbox.url), reporter=Recorder(),
+                   poll_interval=0.02, **kwargs)
+
+
+def up(cli: Cli, *stages: str) -> dict[str, Any]:
+    code, doc = cli.json("up", *(stages or MINE))
+    assert code == 0, doc
+    return doc
+
+
+def planned(cli: Cli) -> list[tuple[str, str, str, str]]:
+    code, doc = cli.json("plan", *MINE)
+    assert code == 0, doc
+    return [(c["stage"], c["region"], c["action"], c["resource"]) for c in doc["changes"]]
+
+
+def role_arn() -> str:
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/items-lambda"
+
+
+def fn_arn(region: str, component: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:items-{component}"
+
+
+def rest_apis(aws: Any, region: str) -> list[dict[str, Any]]:
+    return aws("apigateway", region).get_rest_apis()["items"]
+
+
+def statements(aws: Any, region: str, name: str) -> list[dict[str, Any]]:
+    try:
+        return json.loads(aws("lambda", region).get_policy(FunctionName=name)["Policy"])["Statement"]
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ResourceNotFoundException"
+        return []
+
+
+def set_status(aws: Any, region: str, status: str) -> None:
+    lam = aws("lambda", region)
+    env = lam.get_function_configuration(FunctionName="items-health")["Environment"]["Variables"]
+    lam.update_function_configuration(FunctionName="items-health", Environment={"Variables": {**env, "STATUS": status}})
+
+
+# ------------------------------------------------------------------------------------------- converge
+
+
+def test_up_converges_then_a_second_up_writes_nothing(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
+    doc = up(cli, *ALL)
+
+    for region in REGIONS:
+        lam = aws("lambda", region)
+        for component, handler in COMPONENTS.items():
+            function = lam.get_function(FunctionName=f"items-{component}")
+            config = function["Configuration"]
+            assert (config["Runtime"], config["Handler"], config["Role"]) == ("python3.12", handler, role_arn())
+            assert (config["MemorySize"], config["Timeout"]) == (256, 10)
+            expected_env = {"TABLE_NAME": "items", **({"STATUS": "200"} if component == "health" else {})}
+            assert config["Environment"]["Variables"] == expected_env
+            assert config["CodeSha256"] == packaging.code_sha256(packaging.build_zip(component))
+            assert function["Tags"] == {TAG_STACK: "items", TAG_REGION: region}
+
+    iam = aws("iam", "eu-west-1")
+    role = iam.get_role(RoleName="items-lambda")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    assert iam.list_role_policies(RoleName="items-lambda")["PolicyNames"] == ["items-lambda"]
+    assert iam.list_attached_role_policies(RoleName="items-lambda")["AttachedPolicies"] == []
+    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName="items-lambda")["Tags"]} == {TAG_STACK: "items"}
+    policy = iam.get_role_policy(RoleName="items-lambda", PolicyName="items-lambda")["PolicyDocument"]
+    groups = [f"arn:aws:logs:{r}:{ACCOUNT_ID}:log-group:/aws/lambda/items-{c}{suffix}"
+              for r in REGIONS for c in COMPONENTS for suffix in ("", ":*")]
+    assert policy == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ItemTable", "Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+         "Resource": [f"arn:aws:dynamodb:{r}:{ACCOUNT_ID}:table/items" for r in REGIONS]},
+        {"Sid": "OwnLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": groups},
+    ]}
+
+    for region in REGIONS:
+        apis = rest_apis(aws, region)
+        assert len(apis) == 1
+        api = apis[0]
+        assert api["name"] == "items" and api["tags"][TAG_STACK] == "items"
+        assert api["endpointConfiguration"]["types"] == ["REGIONAL"]
+        apigw = aws("apigateway", region)
+        resources = {r["path"]: r for r in apigw.get_resources(restApiId=api["id"], embed=["methods"])["items"]}
+        assert set(resources) == {"/", "/item", "/item/{id}", "/health"}
+        for (method, path), component in ROUTES.items():
+            assert set(resources[path]["resourceMethods"]) == {method}
+            found = resources[path]["resourceMethods"][method]
+            assert found["authorizationType"] == "NONE"
+            integration = found["methodIntegration"]
+            assert (integration["type"], integration["httpMethod"]) == ("AWS_PROXY", "POST")
+            assert integration["uri"] == (f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+                                          f"{fn_arn(region, component)}/invocations")
+            route = path.replace("{id}", "*")
+            assert statements(aws, region, f"items-{component}") == [{
+                "Sid": f"items-apigw-{api['id']}", "Effect": "Allow",
+                "Principal": {"Service": "apigateway.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+                "Resource": fn_arn(region, component),
+                "Condition": {"ArnLike": {"AWS:SourceArn":
+                                          f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{api['id']}/*/{method}{route}"}},
+            }]
+        stage = apigw.get_stage(restApiId=api["id"], stageName="prod")
+        assert apigw.get_deployment(restApiId=api["id"], deploymentId=stage["deploymentId"])["description"]
+
+        outputs = doc["outputs"]["regions"][region]
+        assert outputs["api"]["invoke_url"] == f"https://{api['id']}.execute-api.{region}.amazonaws.com/prod"
+        assert outputs["functions"]["health_status"] == "200"
+
+    again = up(cli, *ALL)
+    assert again["changes"] == [] and again["api_calls"]["writes"] == {}
+    assert planned(cli) == []
+
+    # Functions the plan found unchanged and ready are not read again to settle.
+    stage = functions_stage.FunctionsStage(context(sandbox, cli.config))
+    assert stage.plan("us-east-1") == []
+    stage.settle("us-east-1")
+    assert stage.ctx.clients.calls["GetFunction"] == 3
+
+
+def test_plan_on_a_fresh_account_lists_everything_and_writes_nothing(cli: Cli, aws: Any) -> None:
+    code, doc = cli.json("plan", *MINE)
+    assert code == 0, doc
+    resources = {(c["region"], c["resource"]) for c in doc["changes"]}
+    assert ("global", "role items-lambda") in resources
+    for region in REGIONS:
+        assert {(region, f"function items-{c}") for c in COMPONENTS} <= resources
+        assert {(region, "rest api items"), (region, "stage prod")} <= resources
+        assert aws("lambda", region).list_functions()["Functions"] == []
+        assert rest_apis(aws, region) == []
+
+
+# ---------------------------------------------------------------------------------------------- updates
+
+
+def test_changing_one_handler_updates_exactly_that_function(cli: Cli, aws: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    up(cli)
+    before = {r: aws("lambda", r).get_function(FunctionName="items-get")["Configuration"]["CodeSha256"]
+              for r in REGIONS}
+    original = packaging.read_source
+    monkeypatch.setattr(packaging, "read_source",
+                        lambda module: original(module) + (b"\n# edited\n" if module == "health" else b""))
+    expected = packaging.code_sha256(packaging.build_zip("health"))
+
+    assert planned(cli) == [("functions", r, "update", "function items-health") for r in REGIONS]
+    doc = up(cli)
+    assert [(c["region"], c["resource"]) for c in doc["changes"]] == [(r, "function items-health") for r in REGIONS]
+    assert doc["changes"][0]["reason"].startswith("code ")
+    assert doc["api_calls"]["writes"] == {"UpdateFunctionCode": 2}
+    for region in REGIONS:
+        lam = aws("lambda", region)
+        assert lam.get_function(FunctionName="items-health")["Configuration"]["CodeSha256"] == expected
+        assert lam.get_function(FunctionName="items-get")["Configuration"]["CodeSha256"] == before[region]
+    assert planned(cli) == []
+
+
+def test_status_drift_is_reported_then_restored(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
+    up(cli)
+    set_status(aws, "us-east-1", "404")
+
+    code, plan = cli.json("plan", *MINE)
+    assert code == 0
+    assert [(c["region"], c["action"], c["resource"]) for c in plan["changes"]] == [
+        ("us-east-1", "update", "function items-health")]
+    assert "drift: STATUS is 404, configured 200" in plan["changes"][0]["reason"]
+    ctx = context(sandbox, cli.config)
+    assert functions_stage.FunctionsStage(ctx).status("us-east-1")["health_status"] == "404"
+
+    doc = up(cli)
+    assert doc["api_calls"]["writes"] == {"UpdateFunctionConfiguration": 1}
+    env = aws("lambda", "us-east-1").get_function_configuration(FunctionName="items-health")["Environment"]
+    assert env["Variables"] == {"TABLE_NAME": "items", "STATUS": "200"}
+    assert planned(cli) == []
+
+
+def test_configuration_change_and_unknown_variables(cli: Cli, aws: Any, write_config: Callable[..., Path]) -> None:
+    up(cli)
+    lam = aws("lambda", "eu-west-1")
+    lam.update_function_configuration(FunctionName="items-put",
+                                      Environment={"Variables": {"TABLE_NAME": "items", "DEBUG": "1"}})
+    cli.config = write_config(functions={"memory": 512, "timeout": 20})
+    doc = up(cli)
+    # One UpdateFunctionConfiguration per function, the environment riding along where it drifted.
+    assert doc["api_calls"]["writes"] == {"UpdateFunctionConfiguration": 6}
+    reasons = {(c["region"], c["resource"]): c["reason"] for c in doc["changes"]}
+    assert reasons.pop(("eu-west-1", "function items-put")) == (
+        "memory 256 -> 512; timeout 10 -> 20; drift: unexpected variable DEBUG")
+    assert set(reasons.values()) == {"memory 256 -> 512; timeout 10 -> 20"}
+    for region in REGIONS:
+        config = aws("lambda", region).get_function_configuration(FunctionName="items-put")
+        assert (config["MemorySize"], config["Timeout"]) == (512, 20)
+        assert config["Environment"]["Variables"] == {"TABLE_NAME": "items"}
+
+
+def test_role_drift_is_repaired(cli: Cli, aws: Any) -> None:
+    up(cli)
+    iam = aws("iam", "eu-west-1")
+    iam.put_role_policy(RoleName="items-lambda", PolicyName="items-lambda", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}))
+    iam.put_role_policy(RoleName="items-lambda", PolicyName="extra", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+
+    code, plan = cli.json("plan", *MINE)
+    assert [(c["region"], c["resource"]) for c in plan["changes"]] == [("global", "role items-lambda")]
+    assert "differs from least privilege" in plan["changes"][0]["reason"]
+    assert "extra inline policies extra" in plan["changes"][0]["reason"]
+
+    doc = up(cli)
+    assert doc["api_calls"]["writes"] == {"DeleteRolePolicy": 1, "PutRolePolicy": 1}
+    assert iam.list_role_policies(RoleName="items-lambda")["PolicyNames"] == ["items-lambda"]
+    assert planned(cli) == []
+
+
+def test_a_new_region_gets_its_functions_and_the_role_is_widened(cli: Cli, aws: Any,
+                                                                 write_config: Callable[..., Path]) -> None:
+    up(cli)
+    cli.config = write_config(regions=[*REGIONS, "ap-southeast-2"])
+    doc = up(cli)
+    touched = {(c["region"], c["action"], c["resource"]) for c in doc["changes"]}
+    assert ("global", "update", "role items-lambda") in touched
+    assert {(r, a) for r, a, _ in touched} == {("global", "update"), ("ap-southeast-2", "create")}
+    assert len(aws("lambda", "ap-southeast-2").list_functions()["Functions"]) == 3
+    policy = aws("iam", "eu-west-1").get_role_policy(RoleName="items-lambda", PolicyName="items-lambda")
+    assert f"arn:aws:dynamodb:ap-southeast-2:{ACCOUNT_ID}:table/items" in policy["PolicyDocument"]["Statement"][0][
+        "Resource"]
+
+
+# ------------------------------------------------------------------------------------------ ownership
+
+
+def test_untagged_function_is_a_conflict_and_left_alone(cli: Cli, aws: Any) -> None:
+    iam = aws("iam", "eu-west-1")
+    iam.create_role(RoleName="someone-else", AssumeRolePolicyDocument=json.dumps(
+        functions_stage.LAMBDA_TRUST_POLICY))
+    zipped = packaging.zip_files({"x.py": b"def handler(e, c):\n    return 1\n"})
+    aws("lambda", "eu-west-1").create_function(
+        FunctionName="items-put", Runtime="python3.11", Handler="x.handler", Code={"ZipFile": zipped},
+        Role=f"arn:aws:iam::{ACCOUNT_ID}:role/someone-else")
+
+    code, doc = cli.json("up", *MINE)
+    assert code == 1
+    error = doc["errors"][0]
+    assert (error["stage"], error["region"], error["resource"]) == ("functions", "eu-west-1", "function items-put")
+    assert "not tagged" in error["error"]
+    config = aws("lambda", "eu-west-1").get_function_configuration(FunctionName="items-put")
+    assert (config["Runtime"], config["Handler"]) == ("python3.11", "x.handler")
+    assert {"stage": "api", "region": "eu-west-1"} in doc["skipped"]
+
+
+def test_untagged_role_is_a_conflict(cli: Cli, aws: Any) -> None:
+    aws("iam", "eu-west-1").create_role(RoleName="items-lambda", AssumeRolePolicyDocument=json.dumps(
+        functions_stage.LAMBDA_TRUST_POLICY))
+    code, doc = cli.json("plan", *MINE)
+    assert code == 1
+    assert any(e["region"] == "global" and "role items-lambda" in e["resource"] for e in doc["errors"])
+
+
+def test_apis_are_found_by_name_and_tag_and_never_duplicated(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
+    apigw = aws("apigateway", "eu-west-1")
+    foreign = apigw.create_rest_api(name="items")["id"]  # same name, not ours: never adopted
+    # Ours (tagged) but left EDGE and empty, e.g. by a run that stopped right after creating it.
+    oldest = apigw.create_rest_api(name="items", tags={TAG_STACK: "items"},
+                                   endpointConfiguration={"types": ["EDGE"]})["id"]
+    doc = up(cli)
+    assert ("eu-west-1", "update", f"rest api {oldest}", "endpoint EDGE -> REGIONAL") in {
+        (c["region"], c["action"], c["resource"], c["reason"]) for c in doc["changes"]}
+    assert {api["id"] for api in rest_apis(aws, "eu-west-1")} == {foreign, oldest}
+    assert apigw.get_rest_api(restApiId=oldest)["endpointConfiguration"]["types"] == ["REGIONAL"]
+    assert {r["path"] for r in apigw.get_resources(restApiId=oldest)["items"]} == {"/", "/item", "/item/{id}",
+                                                                                  "/health"}
+    assert [r["path"] for r in apigw.get_resources(restApiId=foreign)["items"]] == ["/"]
+    # A duplicate made in the same second (createdDate has one-second resolution): the sandbox's custom id
+    # makes it sort after ours on the tie, as a later createdDate would.
+    apigw.create_rest_api(name="items", tags={TAG_STACK: "items", "_custom_id_": "zzzzzzzzzz"},
+                          endpointConfiguration={"types": ["REGIONAL"]})
+
+    ctx = context(sandbox, cli.config)
+    assert api_stage.find_rest_api(ctx, "eu-west-1")["id"] == oldest
+    api_stage.find_rest_api(ctx, "eu-west-1")
+    assert len(ctx.reporter.warnings) == 1 and oldest in ctx.reporter.warnings[0]  # type: ignore[attr-defined]
+    doc = up(cli)
+    assert doc["api_calls"]["writes"] == {}
+    assert len(rest_apis(aws, "eu-west-1")) == 3
+
+
+# ------------------------------------------------------------------------------------------- api drift
+
+
+def test_api_drift_is_repaired(cli: Cli, aws: Any) -> None:
+    up(cli)
+    # us-east-1: a route pointing at the wrong function, and a method that is not ours.
+    us = aws("apigateway", "us-east-1")
+    us_api = rest_apis(aws, "us-east-1")[0]["id"]
+    resources = {r["path"]: r["id"] for r in us.get_resources(restApiId=us_api)["items"]}
+    us.put_integration(restApiId=us_api, resourceId=resources["/health"], httpMethod="GET", type="AWS_PROXY",
+                       integrationHttpMethod="POST",
+                       uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
+                           f"{fn_arn('us-east-1', 'get')}/invocations")
+    us.put_method(restApiId=us_api, resourceId=resources["/item"], httpMethod="DELETE", authorizationType="NONE")
+    us_deployment = us.get_stage(restApiId=us_api, stageName="prod")["deploymentId"]
+    # eu-west-1: a stage serving a hand-made deployment, a too-wide permission, a stale and a foreign one.
+    eu_api = rest_apis(aws, "eu-west-1")[0]["id"]
+    aws("apigateway", "eu-west-1").create_deployment(restApiId=eu_api, stageName="prod", description="by hand")
+    lam = aws("lambda", "eu-west-1")
+    lam.remove_permission(FunctionName="items-get", StatementId=f"items-apigw-{eu_api}")
+    lam.add_permission(FunctionName="items-get", StatementId=f"items-apigw-{eu_api}", Action="lambda:InvokeFunction",
+                       Principal="apigateway.amazonaws.com", SourceArn=f"arn:aws:execute-api:eu-west-1:{ACCOUNT_ID}:*")
+    lam.add_permission(FunctionName="items-put", StatementId="items-apigw-deadbeef", Action="lambda:InvokeFunction",
+                       Principal="apigateway.amazonaws.com")
+    lam.add_permission(FunctionName="items-put", StatementId="someone-elses", Action="lambda:InvokeFunction",
+                       Principal="events.amazonaws.com")
+
+    assert sorted(planned(cli)) == [
+        ("api", "eu-west-1", "delete", "permission items-put/items-apigw-deadbeef"),
+        ("api", "eu-west-1", "update", "permission items-get"),
+        ("api", "eu-west-1", "update", "stage prod"),
+        ("api", "us-east-1", "delete", "route DELETE /item"),
+        ("api", "us-east-1", "update", "route GET /health"),
+        ("api", "us-east-1", "update", "stage prod"),
+    ]
+    doc = up(cli)
+    assert doc["api_calls"]["writes"] == {"AddPermission": 1, "CreateDeployment": 2, "DeleteMethod": 1,
+                                          "PutIntegration": 1, "RemovePermission": 2}
+    health = us.get_integration(restApiId=us_api, resourceId=resources["/health"], httpMethod="GET")
+    assert fn_arn("us-east-1", "health") in health["uri"]
+    assert us.get_stage(restApiId=us_api, stageName="prod")["deploymentId"] != us_deployment
+    (get_statement,) = statements(aws, "eu-west-1", "items-get")
+    assert get_statement["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(f"{eu_api}/*/GET/item/*")
+    assert {s["Sid"] for s in statements(aws, "eu-west-1", "items-put")} == {f"items-apigw-{eu_api}", "someone-elses"}
+    assert planned(cli) == []
+
+
+def test_a_deleted_api_is_recreated_with_fresh_permissions(cli: Cli, aws: Any) -> None:
+    up(cli)
+    old = rest_apis(aws, "eu-west-1")[0]["id"]
+    aws("apigateway", "eu-west-1").delete_rest_api(restApiId=old)
+    doc = up(cli)
+    new = rest_apis(aws, "eu-west-1")[0]["id"]
+    assert new != old
+    assert ("eu-west-1", "delete", f"permission items-put/items-apigw-{old}") in {
+        (c["region"], c["action"], c["resource"]) for c in doc["changes"]}
+    assert [s["Sid"] for s in statements(aws, "eu-west-1", "items-put")] == [f"items-apigw-{new}"]
+    assert planned(cli) == []
+
+
+# ---------------------------------------------------------------------------------------- role timing
+
+
+def test_create_function_retries_while_the_role_propagates(cli: Cli, sandbox: Sandbox, aws: Any) -> None:
+    pauses: list[float] = []
+    ctx = context(sandbox, cli.config)
+    stage = functions_stage.FunctionsStage(ctx)
+    role = functions_stage.Role(ctx, stage.name)
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # IAM "propagates" after the second pause
+            role.ensure()
+
+    ctx.sleep = sleep
+    stage._ensure_role = lambda: functions_stage.role_arn(ctx)  # type: ignore[method-assign]
+    stage._create("eu-west-1", "put")
+    assert pauses == list(functions_stage.ROLE_PROPAGATION_DELAYS[:2])
+    assert aws("lambda", "eu-west-1").get_function(FunctionName="items-put")["Configuration"]["Role"] == role_arn()
+    assert any("propagation" in m for m in ctx.reporter.infos)  # type: ignore[attr-defined]
+
+
+def test_role_propagation_retries_are_bounded(cli: Cli, sandbox: Sandbox) -> None:
+    pauses: list[float] = []
+    ctx = context(sandbox, cli.config, sleep=pauses.append)
+    stage = functions_stage.FunctionsStage(ctx)
+    stage._ensure_role = lambda: functions_stage.role_arn(ctx)  # type: ignore[method-assign]
+    with pytest.raises(ClientError, match="cannot be assumed"):
+        stage._create("eu-west-1", "put")
+    assert pauses == list(functions_stage.ROLE_PROPAGATION_DELAYS)
+
+
+def test_role_is_ensured_once_per_run(cli: Cli, sandbox: Sandbox) -> None:
+    ctx = context(sandbox, cli.config)
+    stage = functions_stage.FunctionsStage(ctx)
+    arns = {stage._ensure_role() for _ in range(3)}
+    assert arns == {role_arn()}
+    assert ctx.clients.writes == {"CreateRole": 1, "PutRolePolicy": 1}
+    assert ctx.clients.calls["GetRole"] == 1
+
+
+# ------------------------------------------------------------------------------------------------- down
+
+
+def test_down_removes_what_is_ours_and_only_that(cli: Cli, aws: Any) -> None:
+    up(cli)
+    foreign = aws("apigateway", "eu-west-1").create_rest_api(name="items")["id"]
+    us = aws("lambda", "us-east-1")
+    us.untag_resource(Resource=fn_arn("us-east-1", "get"), TagKeys=[TAG_STACK])
+    code, doc = cli.json("down", "--yes")
+    assert code == 0, doc
+    assert [api["id"] for api in rest_apis(aws, "eu-west-1")] == [foreign]
+    assert rest_apis(aws, "us-east-1") == []
+    assert aws("lambda", "eu-west-1").list_functions()["Functions"] == []
+    assert [f["FunctionName"] for f in us.list_functions()["Functions"]] == ["items-get"]
+    assert statements(aws, "us-east-1", "items-get") == []  # the API's permission went with the API
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        aws("iam", "eu-west-1").get_role(RoleName="items-lambda")
+    assert cli.json("down", "--yes")[1]["changes"] == []
+
+
+def test_role_is_deleted_only_once_no_function_remains(cli: Cli, sandbox: Sandbox, aws: Any) -> None:
+    up(cli)
+    ctx = context(sandbox, cli.config, wait_timeout=0.3)
+    stage = functions_stage.FunctionsStage(ctx)
+    for change in stage.destroy("eu-west-1"):
+        if change.resource.startswith("function"):
+            change.apply()  # type: ignore[misc]
+    (role_change,) = [c for c in stage.destroy("eu-west-1") if c.resource.startswith("role")]
+    with pytest.raises(TimeoutError, match="3 function"):
+        role_change.apply()  # type: ignore[misc]
+    assert aws("iam", "eu-west-1").get_role(RoleName="items-lambda")["Role"]["RoleName"] == "items-lambda"
+    for change in stage.destroy("us-east-1"):
+        change.apply()  # type: ignore[misc]
+    role_change.apply()  # type: ignore[misc]
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        aws("iam", "eu-west-1").get_role(RoleName="items-lambda")
