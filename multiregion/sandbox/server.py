@@ -130,11 +130,13 @@ class Sandbox:
 
 
 def load_extensions(sandbox: Sandbox) -> list[Extension]:
+    from multiregion.sandbox.acm import CertificateValidation
     from multiregion.sandbox.apigateway import ApiDataPlane
+    from multiregion.sandbox.apigateway_domains import RegionalDomains
     from multiregion.sandbox.dynamodb import GlobalTables
     from multiregion.sandbox.lambda_runtime import LambdaRuntime
 
-    return [GlobalTables(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox)]
+    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox)]
 
 
 class ControlEndpoints(Extension):

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from multiregion.engine import Stage
 from multiregion.stages.api import ApiStage
+from multiregion.stages.certificates import CertificatesStage
+from multiregion.stages.domains import DomainsStage
 from multiregion.stages.functions import FunctionsStage
 from multiregion.stages.global_table import GlobalTableStage
 from multiregion.stages.tables import TablesStage
+from multiregion.stages.zone import HostedZoneStage
 
 STAGES: tuple[type[Stage], ...] = (
     TablesStage,
     GlobalTableStage,
     FunctionsStage,
     ApiStage,
+    HostedZoneStage,
+    CertificatesStage,
+    DomainsStage,
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -1,0 +1,159 @@
+"""API Gateway custom domain names as AWS reports and checks them, on top of moto's.
+
+moto answers every domain with `regionalHostedZoneId` Z2FDTNDATAQYW2 (CloudFront's zone), which would make
+an alias record in the routing stage point at the wrong place; here a REGIONAL domain reports its region's
+API Gateway zone. Also as on AWS: a REGIONAL domain needs an ISSUED certificate of its own region; a name
+is created once per region (a second create is a ConflictException); `UpdateDomainName` exists; deleting a
+domain deletes its base path mappings; and a domain without mappings lists none (moto fails with a 500).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from multiregion.regions import REGIONS
+from multiregion.sandbox.acm import CertificateValidation
+from multiregion.sandbox.app import ACCOUNT_ID, Extension, Forwarded, SandboxRequest, json_response
+
+_PATCHABLE = {"/regionalCertificateArn": "regional_certificate_arn", "/certificateArn": "certificate_arn",
+              "/securityPolicy": "security_policy"}
+_SECURITY_POLICIES = ("TLS_1_0", "TLS_1_2")
+
+
+def apigateway_error(code: str, message: str, status: int) -> Response:
+    return json_response({"message": message}, status=status, content_type="application/json",
+                         headers={"x-amzn-ErrorType": code})
+
+
+def _backend(region: str) -> Any:
+    from moto.apigateway.models import apigateway_backends
+
+    return apigateway_backends[ACCOUNT_ID][region]
+
+
+def endpoint_types(domain: dict[str, Any]) -> list[str]:
+    return list((domain.get("endpointConfiguration") or {}).get("types") or ["EDGE"])
+
+
+def aws_form(domain: dict[str, Any], region: str) -> dict[str, Any]:
+    """A domain as AWS describes it: the regional or the edge half, with the right hosted zone id."""
+    if "REGIONAL" in endpoint_types(domain):
+        zone_id = REGIONS[region].apigw_zone_id if region in REGIONS else None
+        if zone_id:
+            domain["regionalHostedZoneId"] = zone_id
+        domain.pop("distributionDomainName", None)
+        domain.pop("distributionHostedZoneId", None)
+    else:
+        domain.pop("regionalDomainName", None)
+        domain.pop("regionalHostedZoneId", None)
+    return domain
+
+
+class RegionalDomains(Extension):
+    def handle(self, req: SandboxRequest) -> Response | None:
+        if req.service != "apigateway" or not req.path.startswith("/domainnames"):
+            return None
+        parts = [p for p in req.path.split("/") if p]
+        region = req.region or ""
+        if len(parts) == 1:
+            if req.method == "POST":
+                return self._create(req, region)
+            if req.method == "GET":
+                return self._rewrite(self.forward(req), region, many=True)
+        elif len(parts) == 2:
+            if req.method == "GET":
+                return self._rewrite(self.forward(req), region)
+            if req.method == "PATCH":
+                return self._update(req, region, parts[1])
+            if req.method == "DELETE":
+                return self._delete(req, region, parts[1])
+        elif len(parts) == 3 and parts[2] == "basepathmappings" and req.method == "GET":
+            return self._mappings(region, parts[1])
+        return None
+
+    # ------------------------------------------------------------------ operations
+
+    def _create(self, req: SandboxRequest, region: str) -> Response:
+        body = req.json()
+        name = body.get("domainName") or ""
+        with self.sandbox.lock:
+            if name in _backend(region).domain_names:
+                return apigateway_error("ConflictException", "The domain name you provided already exists.", 409)
+            if "REGIONAL" in endpoint_types(body):
+                error = self._check_certificate(region, body.get("regionalCertificateArn"))
+                if error is not None:
+                    return error
+            error = self._check_policy(body.get("securityPolicy"))
+            if error is not None:
+                return error
+            return self._rewrite(self.forward(req), region)
+
+    def _update(self, req: SandboxRequest, region: str, name: str) -> Response:
+        operations = req.json().get("patchOperations") or []
+        with self.sandbox.lock:
+            domain = _backend(region).domain_names.get(name)
+            if domain is None:
+                return apigateway_error("NotFoundException", "Invalid domain name identifier specified", 404)
+            for op in operations:
+                path, value = op.get("path"), op.get("value")
+                if op.get("op") != "replace" or path not in _PATCHABLE:
+                    return apigateway_error("BadRequestException",
+                                            f"Invalid patch operation specified: {op.get('op')} {path}", 400)
+                error = (self._check_certificate(region, value) if path == "/regionalCertificateArn"
+                         else self._check_policy(value) if path == "/securityPolicy" else None)
+                if error is not None:
+                    return error
+            for op in operations:
+                setattr(domain, _PATCHABLE[op["path"]], op.get("value"))
+            data = domain.to_json()
+        return json_response(aws_form(data, region), content_type="application/json")
+
+    def _delete(self, req: SandboxRequest, region: str, name: str) -> Response:
+        with self.sandbox.lock:
+            resp = self.forward(req)
+            if resp.status < 300:
+                # On AWS a domain's mappings go with it; moto would hand them to the next domain of that name.
+                _backend(region).base_path_mappings.pop(name, None)
+        return resp.response()
+
+    def _mappings(self, region: str, name: str) -> Response | None:
+        with self.sandbox.lock:
+            backend = _backend(region)
+            if name in backend.domain_names and name not in backend.base_path_mappings:
+                return json_response({"item": []}, content_type="application/json")
+        return None
+
+    # ------------------------------------------------------------------ checks and rewriting
+
+    def _check_certificate(self, region: str, arn: str | None) -> Response | None:
+        if not arn:
+            return apigateway_error("BadRequestException",
+                                    "A regional certificate is required for a REGIONAL domain name", 400)
+        status = self.sandbox.extension(CertificateValidation).status(region, arn)
+        if status is None:
+            return apigateway_error("BadRequestException",
+                                    f"Invalid certificate ARN: {arn}. Certificate must be in '{region}'.", 400)
+        if status != "ISSUED":
+            return apigateway_error("BadRequestException",
+                                    f"Certificate {arn} is {status}; it must be ISSUED to be used.", 400)
+        return None
+
+    @staticmethod
+    def _check_policy(policy: str | None) -> Response | None:
+        if policy is None or policy in _SECURITY_POLICIES or policy.startswith("SecurityPolicy_"):
+            return None
+        return apigateway_error("BadRequestException", f"Invalid security policy: {policy}", 400)
+
+    @staticmethod
+    def _rewrite(resp: Forwarded, region: str, many: bool = False) -> Response:
+        if resp.status >= 300:
+            return resp.response()
+        data = resp.json()
+        if many:
+            data["item"] = [aws_form(d, region) for d in data.get("item", [])]
+        else:
+            data = aws_form(data, region)
+        return resp.response(json.dumps(data).encode())
