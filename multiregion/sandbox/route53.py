@@ -1,0 +1,223 @@
+"""Route 53 in the sandbox: what moto lacks, in AWS's REST-XML wire shapes so boto3 and the AWS CLI work as-is.
+
+The pieces live in their own modules and are wired in together by `route53_extensions`:
+  route53_health    health checks that really probe (interval, threshold, checker regions, the 18% rule),
+                    `GetHealthCheckStatus` with real observations, `CreateHealthCheck` idempotency
+  route53_policies  traffic policies, their versions and instances (policy records)
+  route53_dns       `TestDNSAnswer` (latency, failover and the other routing policies, fail-open), and the
+                    global name over HTTP: a request whose Host is a routed name is served by the region
+                    the DNS answer points to
+
+This module holds what they share: the moto backend, XML in and out, and AWS-shaped errors.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Response
+
+from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
+
+if TYPE_CHECKING:
+    from multiregion.sandbox.server import Sandbox
+
+API = "/2013-04-01"
+XMLNS = "https://route53.amazonaws.com/doc/2013-04-01/"
+LOCATION = "https://route53.amazonaws.com" + API
+
+
+class Route53Error(Exception):
+    """An error Route 53 answers with: its code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def route53_extensions(sandbox: Sandbox) -> list[Extension]:
+    """Every Route 53 extension, in the order they must see requests."""
+    from multiregion.sandbox.route53_dns import DnsAnswers
+    from multiregion.sandbox.route53_health import HealthChecks
+    from multiregion.sandbox.route53_policies import TrafficPolicies
+
+    return [HealthChecks(sandbox), TrafficPolicies(sandbox), DnsAnswers(sandbox)]
+
+
+def backend() -> Any:
+    """moto's Route 53 backend (global: one per partition). Hold sandbox.lock while using it."""
+    from moto.route53.models import route53_backends
+
+    return route53_backends[ACCOUNT_ID]["aws"]
+
+
+def zone_id_of(value: str) -> str:
+    """A hosted zone id as given (`Z123` or `/hostedzone/Z123`), bare."""
+    return value.rsplit("/", 1)[-1]
+
+
+def fqdn(name: str) -> str:
+    """A DNS name as Route 53 stores it: lower case, with the trailing dot."""
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."
+
+
+def is_route53(req: SandboxRequest) -> bool:
+    return req.service == "route53" and req.path.startswith(API + "/")
+
+
+# ---------------------------------------------------------------------------------------------- routing
+
+Handler = Callable[..., Response]
+Route = tuple[str, "re.Pattern[str]", Handler]
+
+
+def route(method: str, pattern: str, handler: Handler) -> Route:
+    return method, re.compile("^" + API + pattern + "$"), handler
+
+
+def dispatch(req: SandboxRequest, routes: Iterable[Route]) -> Response | None:
+    """Answer a Route 53 request with the first matching route, or None to let it through."""
+    if not is_route53(req):
+        return None
+    for method, pattern, handler in routes:
+        match = pattern.match(req.path)
+        if match and req.method == method:
+            try:
+                return handler(req, *match.groups())
+            except Route53Error as err:
+                return xml_error(err.code, err.message, err.status)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- XML in
+
+
+def parse_xml(body: bytes) -> ET.Element:
+    """A request body with namespaces dropped, so elements are found by their plain names."""
+    try:
+        root = ET.fromstring(body or b"<empty/>")
+    except ET.ParseError as exc:
+        raise Route53Error("InvalidInput", f"The XML document is not well formed: {exc}") from None
+    return strip_namespaces(root)
+
+
+def text(root: ET.Element, name: str, required: bool = False, strip: bool = True) -> str | None:
+    el = root.find(name)
+    value = None if el is None or el.text is None else el.text.strip() if strip else el.text
+    if required and not (value or "").strip():
+        raise Route53Error("InvalidInput", f"1 validation error detected: Value null at '{name}' failed to "
+                                           "satisfy constraint: Member must not be null")
+    return value
+
+
+def integer(root: ET.Element, name: str, low: int, high: int) -> int:
+    raw = text(root, name, required=True) or ""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Route53Error("InvalidInput", f"Invalid value for {name}: {raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise Route53Error("InvalidInput", f"1 validation error detected: Value '{value}' at '{name}' failed to "
+                                           f"satisfy constraint: Member must have value between {low} and {high}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- XML out
+
+
+class Members(list[Any]):
+    """A list rendered as repeated child elements named `member` (AWS's list wrapping)."""
+
+    def __init__(self, member: str, items: Iterable[Any]):
+        super().__init__(items)
+        self.member = member
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return timestamp(value)
+    return str(value)
+
+
+def build(parent: ET.Element, tag: str, value: Any) -> None:
+    """Append `value` under `parent` as `<tag>`: dicts become children in order, None is left out."""
+    if value is None:
+        return
+    if isinstance(value, ET.Element):
+        value.tag = tag
+        parent.append(value)
+        return
+    el = ET.SubElement(parent, tag)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            build(el, key, child)
+    elif isinstance(value, Members):
+        for item in value:
+            build(el, value.member, item)
+    else:
+        el.text = _text_of(value)
+
+
+def xml_document(root: str, content: dict[str, Any]) -> bytes:
+    el = ET.Element(root, xmlns=XMLNS)
+    for key, value in content.items():
+        build(el, key, value)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8")
+
+
+def xml_response(root: str, content: dict[str, Any], status: int = 200,
+                 headers: dict[str, str] | None = None) -> Response:
+    all_headers = {"x-amzn-RequestId": request_id(), **(headers or {})}
+    return Response(xml_document(root, content), status=status, content_type="text/xml", headers=all_headers)
+
+
+def xml_error(code: str, message: str, status: int = 400) -> Response:
+    rid = request_id()
+    body = xml_document("ErrorResponse", {"Error": {"Type": "Sender", "Code": code, "Message": message},
+                                          "RequestId": rid})
+    return Response(body, status=status, content_type="text/xml", headers={"x-amzn-RequestId": rid})
+
+
+def request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def strip_namespaces(el: ET.Element) -> ET.Element:
+    for child in el.iter():
+        child.tag = child.tag.rsplit("}", 1)[-1]
+    return el
+
+
+def moto_get(ext: Extension, req: SandboxRequest, path: str) -> ET.Element:
+    """moto's answer to a GET of `path`, signed as `req` was: to reuse moto's rendering of its own models."""
+    environ = dict(req.raw.environ)
+    environ.pop("werkzeug.request", None)  # werkzeug caches the parsed request in the environ
+    environ.pop("CONTENT_TYPE", None)
+    environ.update(REQUEST_METHOD="GET", PATH_INFO=path, RAW_URI=path, REQUEST_URI=path, QUERY_STRING="",
+                   CONTENT_LENGTH="0")
+    answer = ext.forward(SandboxRequest.from_environ(environ))
+    if answer.status != 200:
+        raise Route53Error("InternalFailure", f"reading {path} back from moto failed ({answer.status})", 500)
+    return strip_namespaces(ET.fromstring(answer.body))
+
+
+def with_body(req: SandboxRequest, body: bytes) -> SandboxRequest:
+    """The same request with another body, to forward an edited request to moto."""
+    environ = dict(req.raw.environ)
+    environ.pop("werkzeug.request", None)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return SandboxRequest.from_environ(environ)

@@ -1,0 +1,566 @@
+"""Route 53 health checks that really probe, and CreateHealthCheck's idempotency as on AWS.
+
+moto stores health checks but never probes them (`GetHealthCheckStatus` is canned). Here a prober thread
+probes every HTTP, HTTPS, HTTP_STR_MATCH, HTTPS_STR_MATCH and TCP check, as Route 53 does:
+
+* From several checker regions: the check's `Regions`, or by default DEFAULT_CHECKERS. AWS checks from all
+  eight checker regions when `Regions` is omitted; the sandbox uses three by default to keep the probe load
+  of a laptop low (the 18% rule behaves the same for a fully failing or fully passing endpoint).
+* Each checker on its own schedule, staggered within the interval: the next probe starts
+  `RequestInterval / time_scale` seconds after the previous answer (time scale 10 turns a 30 s interval
+  into a probe every 3 s). The probe limits are NOT scaled: the TCP connection must open within 4 s and a
+  2xx/3xx status must arrive within 2 s of connecting (the STR_MATCH search string within the first 5,120
+  bytes of the body, read within the same 2 s), because those are what a slow API fails on AWS.
+* Each checker keeps its own status: it turns unhealthy after `FailureThreshold` consecutive failures and
+  healthy again after as many consecutive successes. The endpoint is healthy when MORE than 18% of its
+  checkers report healthy (`endpoint_healthy`). `Inverted` inverts. A `Disabled` check is healthy
+  without probing (and, as AWS suggests to stop traffic to a disabled check, `Inverted` still inverts
+  that). A CALCULATED check is healthy when at least `HealthThreshold` of its children are. Other types
+  (CLOUDWATCH_METRIC, RECOVERY_CONTROL) stay healthy.
+* A new check starts healthy, and so do its checkers (AWS reports a new check healthy until enough
+  observations say otherwise); `health(id)` also gives the time of the last status change.
+
+Where a probe goes: a check with a loopback `IPAddress` is probed at that address and `Port` (a test
+server). Every other check is served by the sandbox itself: the prober connects to the sandbox's own
+127.0.0.1 port and sends `FullyQualifiedDomainName` (or the IP address) as the Host header, so the API
+data plane answers for `{apiId}.execute-api.{region}.amazonaws.com` exactly as it does for clients. There
+is no TLS locally: HTTPS checks are probed over plain HTTP, and no traffic ever leaves 127.0.0.1.
+
+The fault `health_check_frozen` (a list of health check ids, or "*") stops probing those checks, so their
+status stays as it was. Probes never run while `sandbox.lock` is held.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from http import HTTPStatus
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from multiregion.sandbox.app import Extension, SandboxRequest
+from multiregion.sandbox.route53 import (
+    LOCATION,
+    Members,
+    Route53Error,
+    backend,
+    dispatch,
+    moto_get,
+    parse_xml,
+    route,
+    text,
+    xml_response,
+)
+
+CHECKER_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
+                   "ap-northeast-1", "sa-east-1")
+DEFAULT_CHECKERS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+# An address inside each region's published ROUTE53_HEALTHCHECKS range, shown in observations.
+CHECKER_IPS = {
+    "us-east-1": "107.23.255.11", "us-west-1": "54.183.255.139", "us-west-2": "54.244.52.203",
+    "eu-west-1": "54.228.16.11", "ap-southeast-1": "54.251.31.139", "ap-southeast-2": "54.252.79.139",
+    "ap-northeast-1": "54.248.220.11", "sa-east-1": "177.71.207.139",
+}
+PROBED_TYPES = frozenset({"HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH", "TCP"})
+CONNECT_TIMEOUT = 4.0
+RESPONSE_TIMEOUT = 2.0
+SEARCH_BYTES = 5120
+HEALTHY_SHARE = 0.18
+TICK = 0.05
+USER_AGENT = "Amazon-Route53-Health-Check-Service (ref {id}; report http://amzn.to/1vsZADi)"
+TIMED_OUT = ("Failure: Connection timed out. The endpoint or the internet connection is down, or requests are "
+             "being blocked by your firewall.")
+REFUSED = ("Failure: Connection refused. The endpoint or the internet connection is down, or requests are being "
+           "blocked by your firewall.")
+
+
+def endpoint_healthy(checkers: Sequence[bool]) -> bool:
+    """Route 53's rule: an endpoint is healthy when more than 18% of its checkers report it healthy."""
+    return not checkers or sum(checkers) > HEALTHY_SHARE * len(checkers)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """What the prober needs of one of moto's health checks, copied while holding sandbox.lock."""
+
+    id: str
+    type: str
+    ip: str | None = None
+    port: int = 80
+    fqdn: str | None = None
+    path: str = "/"
+    search: str | None = None
+    interval: int = 30
+    threshold: int = 3
+    inverted: bool = False
+    disabled: bool = False
+    regions: tuple[str, ...] = DEFAULT_CHECKERS
+    children: tuple[str, ...] = ()
+    health_threshold: int = 0
+
+    @classmethod
+    def of(cls, hc: Any) -> CheckSpec:
+        return cls(id=hc.id, type=hc.type_ or "", ip=hc.ip_address, port=int(hc.port or 80), fqdn=hc.fqdn,
+                   path=hc.resource_path or "/", search=hc.search_string, interval=int(hc.request_interval or 30),
+                   threshold=int(hc.failure_threshold or 3), inverted=_flag(hc.inverted),
+                   disabled=_flag(hc.disabled), regions=tuple(hc.regions or DEFAULT_CHECKERS),
+                   children=tuple(hc.children or ()), health_threshold=int(hc.health_threshold or 0))
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+@dataclass(frozen=True)
+class Observation:
+    ok: bool
+    status: str
+    checked: datetime
+
+
+@dataclass
+class Checker:
+    """One simulated Route 53 health checker: its own schedule, streak and status."""
+
+    region: str
+    next_due: float
+    healthy: bool = True
+    streak: int = 0  # consecutive observations that disagree with the current status
+    in_flight: bool = False
+    last: Observation | None = None
+
+    def record(self, ok: bool, threshold: int) -> None:
+        if ok == self.healthy:
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.streak >= threshold:
+            self.healthy, self.streak = ok, 0
+
+
+@dataclass
+class CheckState:
+    spec: CheckSpec
+    checkers: dict[str, Checker]
+    healthy: bool = True
+    since: float = field(default_factory=time.time)
+
+
+def new_checkers(spec: CheckSpec, now: float, keep: dict[str, Checker] | None = None) -> dict[str, Checker]:
+    """Checkers for the spec's regions, each starting at its own offset within the interval."""
+    keep = keep or {}
+    out: dict[str, Checker] = {}
+    for i, region in enumerate(spec.regions):
+        out[region] = keep.get(region) or Checker(region, now + i / max(len(spec.regions), 1) * spec.interval)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    host_header: str
+
+
+def probe_target(spec: CheckSpec, sandbox_host: str, sandbox_port: int) -> Target:
+    """Where a probe connects, and the Host header it sends (see the module docstring)."""
+    default_port = 443 if spec.type.startswith("HTTPS") else 80
+    name = spec.fqdn or spec.ip or ""
+    header = name if spec.port == default_port else f"{name}:{spec.port}"
+    if spec.ip and _loopback(spec.ip):
+        return Target(spec.ip, spec.port, header)
+    return Target(sandbox_host, sandbox_port, header)
+
+
+def _loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def probe(spec: CheckSpec, target: Target) -> Observation:
+    """One health checker request, judged as Route 53 judges it."""
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=CONNECT_TIMEOUT)
+    try:
+        try:
+            conn.connect()
+        except TimeoutError:
+            return _observed(False, TIMED_OUT)
+        except OSError:
+            return _observed(False, REFUSED)
+        if spec.type == "TCP":
+            return _observed(True, "Success: TCP connection established.")
+        return _http_probe(spec, target, conn, time.monotonic())
+    finally:
+        conn.close()
+
+
+def _http_probe(spec: CheckSpec, target: Target, conn: http.client.HTTPConnection, connected: float) -> Observation:
+    deadline = connected + RESPONSE_TIMEOUT
+    try:
+        assert conn.sock is not None
+        conn.sock.settimeout(RESPONSE_TIMEOUT)
+        conn.putrequest("GET", spec.path or "/", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", target.host_header)
+        conn.putheader("User-Agent", USER_AGENT.format(id=spec.id))
+        conn.endheaders()
+        resp = conn.getresponse()
+        if time.monotonic() > deadline:
+            return _observed(False, TIMED_OUT)
+        status = f"HTTP Status Code {resp.status}, {_phrase(resp.status, resp.reason)}"
+        if not 200 <= resp.status < 400:
+            return _observed(False, f"Failure: {status}")
+        if spec.search is not None and spec.type.endswith("STR_MATCH"):
+            body = resp.read(SEARCH_BYTES)  # the socket keeps its 2 s timeout per read
+            if time.monotonic() > deadline:
+                return _observed(False, TIMED_OUT)
+            if spec.search.encode() not in body:
+                return _observed(False, f"Failure: {status}. The search string \"{spec.search}\" was not found "
+                                        f"in the first {SEARCH_BYTES} bytes of the response body.")
+        return _observed(True, f"Success: {status}")
+    except TimeoutError:
+        return _observed(False, TIMED_OUT)
+    except (OSError, http.client.HTTPException) as exc:
+        return _observed(False, f"Failure: The endpoint did not send a valid HTTP response ({type(exc).__name__}).")
+
+
+def _phrase(code: int, reason: str) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return reason or "Unknown"
+
+
+def _observed(ok: bool, status: str) -> Observation:
+    return Observation(ok, status, datetime.now(timezone.utc))
+
+
+# ---------------------------------------------------------------------------------------------- extension
+
+
+@dataclass
+class Reference:
+    """A CallerReference Route 53 has seen: the check it created and the settings it was created with."""
+
+    health_check_id: str
+    settings: dict[str, Any]
+    deleted: bool = False
+
+
+class HealthChecks(Extension):
+    def __init__(self, sandbox: Any):
+        super().__init__(sandbox)
+        self.states: dict[str, CheckState] = {}
+        self.references: dict[str, Reference] = {}  # guarded by sandbox.lock, as moto's backend
+        self._lock = threading.Lock()  # guards states; never held while taking sandbox.lock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.routes = [
+            route("POST", "/healthcheck", self._create),
+            route("GET", "/healthcheck", self._list),
+            route("POST", "/healthcheck/([^/]+)", self._update),
+            route("DELETE", "/healthcheck/([^/]+)", self._delete),
+            route("GET", "/healthcheck/([^/]+)/status", self._status),
+        ]
+
+    # ------------------------------------------------------------------ Python API
+
+    def health(self, check_id: str) -> tuple[bool, float]:
+        """Whether the check is healthy now, and since when (epoch seconds). KeyError for unknown ids."""
+        with self._lock:
+            state = self.states[check_id]
+            return state.healthy, state.since
+
+    def observations(self, check_id: str) -> list[dict[str, Any]]:
+        """The latest observation of every checker that has probed, as GetHealthCheckStatus lists them."""
+        with self._lock:
+            state = self.states.get(check_id)
+            checkers = list(state.checkers.values()) if state else []
+        return [{"Region": c.region, "IPAddress": CHECKER_IPS.get(c.region, "0.0.0.0"),
+                 "StatusReport": {"Status": c.last.status, "CheckedTime": c.last.checked}}
+                for c in checkers if c.last is not None]
+
+    # ------------------------------------------------------------------ requests
+
+    def handle(self, req: SandboxRequest) -> Response | None:
+        return dispatch(req, self.routes)
+
+    def _create(self, req: SandboxRequest) -> Response:
+        root = parse_xml(req.body)
+        reference = text(root, "CallerReference", required=True) or ""
+        config = root.find("HealthCheckConfig")
+        if config is None:
+            raise Route53Error("InvalidInput", "HealthCheckConfig is required")
+        settings = normalized_settings(config)
+        validate_settings(settings)
+        with self.sandbox.lock:
+            known = self.references.get(reference)
+            if known is not None:
+                if known.deleted or known.health_check_id not in backend().health_checks:
+                    raise Route53Error("HealthCheckAlreadyExists", f"The caller reference {reference!r} belonged to "
+                                       "a health check that was deleted; a caller reference cannot be reused.", 409)
+                if known.settings != settings:
+                    raise Route53Error("HealthCheckAlreadyExists", f"A health check with the caller reference "
+                                       f"{reference!r} already exists with other settings.", 409)
+                return self._created(req, known.health_check_id)
+            answer = self.forward(req)
+            if answer.status != 201:
+                return answer.response()
+            check_id = parse_xml(answer.body).findtext("HealthCheck/Id") or ""
+            hc = backend().health_checks[check_id]
+            if config.find("Port") is None and "Port" in settings:
+                hc.port = int(settings["Port"])  # moto defaults every type to 80; AWS uses 443 for HTTPS
+            self.references[reference] = Reference(check_id, settings)
+            spec = CheckSpec.of(hc)
+        self._track(spec)
+        return self._created(req, check_id)
+
+    def _created(self, req: SandboxRequest, check_id: str) -> Response:
+        check = moto_get(self, req, f"/2013-04-01/healthcheck/{check_id}").find("HealthCheck")
+        return xml_response("CreateHealthCheckResponse", {"HealthCheck": check}, status=201,
+                            headers={"Location": f"{LOCATION}/healthcheck/{check_id}"})
+
+    def _list(self, req: SandboxRequest) -> Response:
+        answer = self.forward(req)
+        if answer.status != 200:
+            return answer.response()
+        checks = parse_xml(answer.body).findall("HealthChecks/HealthCheck")
+        try:
+            max_items = int(req.raw.args.get("maxitems") or 100)
+        except ValueError:
+            raise Route53Error("InvalidInput", "maxitems must be a number") from None
+        marker = req.raw.args.get("marker")
+        ids = [c.findtext("Id") for c in checks]
+        start = ids.index(marker) if marker in ids else 0
+        page = checks[start:start + max_items]
+        truncated = start + max_items < len(checks)
+        return xml_response("ListHealthChecksResponse", {
+            "HealthChecks": Members("HealthCheck", page), "Marker": marker or "", "IsTruncated": truncated,
+            "NextMarker": ids[start + max_items] if truncated else None, "MaxItems": max_items})
+
+    def _update(self, req: SandboxRequest, check_id: str) -> Response:
+        """moto's update, with what it misses: settings left out of the request stay as they were (moto
+        clears Regions and ChildHealthChecks), ResetElements, HealthCheckVersion checked and incremented."""
+        root = parse_xml(req.body)
+        with self.sandbox.lock:
+            hc = backend().health_checks.get(check_id)
+            if hc is None:
+                raise Route53Error("NoSuchHealthCheck", f"A health check with id {check_id} does not exist.", 404)
+            version = text(root, "HealthCheckVersion")
+            if version is not None and version != str(hc.health_check_version):
+                raise Route53Error("HealthCheckVersionMismatch", f"The value of HealthCheckVersion in the request "
+                                   f"({version}) doesn't match the health check's ({hc.health_check_version}).", 409)
+            regions, children = hc.regions, hc.children
+            answer = self.forward(req)
+            if answer.status != 200:
+                return answer.response()
+            if root.find("Regions") is None:
+                hc.regions = regions
+            if root.find("ChildHealthChecks") is None:
+                hc.children = children
+            resets = {(el.text or "").strip() for el in root.findall("ResetElements/ResettableElementName")}
+            for element, attribute in RESETTABLE.items():
+                if element in resets:
+                    setattr(hc, attribute, None)
+            hc.health_check_version += 1
+            spec = CheckSpec.of(hc)
+        self._track(spec)
+        check = moto_get(self, req, f"/2013-04-01/healthcheck/{check_id}").find("HealthCheck")
+        return xml_response("UpdateHealthCheckResponse", {"HealthCheck": check})
+
+    def _delete(self, req: SandboxRequest, check_id: str) -> Response:
+        with self.sandbox.lock:
+            if check_id not in backend().health_checks:
+                raise Route53Error("NoSuchHealthCheck", f"A health check with id {check_id} does not exist.", 404)
+            answer = self.forward(req)
+            if answer.status == 200:
+                for ref in self.references.values():
+                    if ref.health_check_id == check_id:
+                        ref.deleted = True
+        if answer.status == 200:
+            with self._lock:
+                self.states.pop(check_id, None)
+        return answer.response()
+
+    def _status(self, req: SandboxRequest, check_id: str) -> Response:
+        with self.sandbox.lock:
+            hc = backend().health_checks.get(check_id)
+            spec = CheckSpec.of(hc) if hc is not None else None
+        if spec is None:
+            return self.forward(req).response()  # moto's NoSuchHealthCheck
+        self._track(spec)
+        return xml_response("GetHealthCheckStatusResponse", {
+            "HealthCheckObservations": Members("HealthCheckObservation", self.observations(check_id))})
+
+    # ------------------------------------------------------------------ prober
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-probe")
+        self._thread = threading.Thread(target=self._run, name="sandbox-prober", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def reset(self) -> None:
+        self.references.clear()
+        with self._lock:
+            self.states.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK):
+            try:
+                self.tick()
+            except Exception as exc:  # keep probing; one bad check must not stop the prober
+                print(f"sandbox prober: {type(exc).__name__}: {exc}", flush=True)
+
+    def tick(self) -> int:
+        """Follow moto's checks, start every due probe and re-evaluate. Returns the probes started."""
+        with self.sandbox.lock:
+            specs = {hc.id: CheckSpec.of(hc) for hc in backend().health_checks.values()}
+        now = time.monotonic()
+        jobs: list[tuple[CheckSpec, str]] = []
+        with self._lock:
+            for check_id in set(self.states) - set(specs):
+                del self.states[check_id]
+            for spec in specs.values():
+                state = self._follow(spec, now)
+                if self._frozen(spec.id) or spec.disabled or spec.type not in PROBED_TYPES:
+                    continue
+                for checker in state.checkers.values():
+                    if not checker.in_flight and now >= checker.next_due:
+                        checker.in_flight = True
+                        jobs.append((state.spec, checker.region))
+            for state in self.states.values():
+                self._evaluate(state)
+        for spec, region in jobs:
+            if self._pool is not None and not self._stop.is_set():
+                self._pool.submit(self._probe_job, spec, region)
+        return len(jobs)
+
+    def _track(self, spec: CheckSpec) -> None:
+        with self._lock:
+            self._follow(spec, time.monotonic())
+
+    def _follow(self, spec: CheckSpec, now: float) -> CheckState:
+        """The state of a check, created or brought up to date with moto's settings. Holds self._lock."""
+        state = self.states.get(spec.id)
+        if state is None:
+            state = self.states[spec.id] = CheckState(spec, new_checkers(self._scaled(spec), now))
+        elif state.spec != spec:
+            if state.spec.regions != spec.regions:
+                state.checkers = new_checkers(self._scaled(spec), now, keep=state.checkers)
+            state.spec = spec
+        return state
+
+    def _scaled(self, spec: CheckSpec) -> CheckSpec:
+        return replace(spec, interval=self.sandbox.scaled(spec.interval))  # type: ignore[arg-type]
+
+    def _frozen(self, check_id: str) -> bool:
+        frozen = self.sandbox.fault("health_check_frozen")
+        return frozen == "*" or "*" in frozen or check_id in frozen
+
+    def _probe_job(self, spec: CheckSpec, region: str) -> None:
+        try:
+            observation = probe(spec, probe_target(spec, self.sandbox.host, self.sandbox.port))
+        except Exception as exc:  # a prober bug must not leave the checker in flight forever
+            observation = _observed(False, f"Failure: the sandbox's prober failed: {type(exc).__name__}: {exc}")
+        with self._lock:
+            state = self.states.get(spec.id)
+            checker = state.checkers.get(region) if state else None
+            if state is None or checker is None:
+                return
+            checker.in_flight = False
+            checker.next_due = time.monotonic() + self.sandbox.scaled(state.spec.interval)
+            if self._frozen(spec.id):
+                return  # frozen while the probe ran: the check stays as it was
+            checker.last = observation
+            checker.record(observation.ok, state.spec.threshold)
+            self._evaluate(state)
+
+    def _evaluate(self, state: CheckState) -> None:
+        """Recompute the endpoint status from the checkers (or children). Holds self._lock."""
+        spec = state.spec
+        if spec.disabled or spec.type not in PROBED_TYPES | {"CALCULATED"}:
+            raw = True
+        elif spec.type == "CALCULATED":
+            healthy_children = sum(1 for c in spec.children if c in self.states and self.states[c].healthy)
+            raw = healthy_children >= spec.health_threshold
+        else:
+            raw = endpoint_healthy([c.healthy for c in state.checkers.values()])
+        healthy = raw != spec.inverted
+        if healthy != state.healthy:
+            state.healthy, state.since = healthy, time.time()
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+# UpdateHealthCheck's ResetElements, and the attribute of moto's model each one clears.
+RESETTABLE = {"FullyQualifiedDomainName": "fqdn", "Regions": "regions", "ResourcePath": "resource_path",
+              "ChildHealthChecks": "children"}
+_DEFAULTS = {"RequestInterval": "30", "FailureThreshold": "3", "Inverted": "false", "Disabled": "false",
+             "MeasureLatency": "false"}
+_LISTS = {"Regions": "Region", "ChildHealthChecks": "ChildHealthCheck"}
+
+
+def normalized_settings(config: Any) -> dict[str, Any]:
+    """A HealthCheckConfig as comparable settings: AWS's defaults filled in, lists in a fixed order."""
+    given: dict[str, Any] = {}
+    for el in config:
+        if el.tag in _LISTS:
+            given[el.tag] = sorted((c.text or "").strip() for c in el)
+        elif len(el):
+            given[el.tag] = {c.tag: (c.text or "").strip() for c in el}
+        else:
+            given[el.tag] = (el.text or "").strip()
+    settings = {**_DEFAULTS, **given}
+    kind = settings.get("Type", "")
+    if "Port" not in given and kind in PROBED_TYPES - {"TCP"}:
+        settings["Port"] = "443" if kind.startswith("HTTPS") else "80"
+    for key in ("Inverted", "Disabled", "MeasureLatency", "EnableSNI"):
+        if key in settings:
+            settings[key] = str(settings[key]).lower()
+    return settings
+
+
+def validate_settings(settings: dict[str, Any]) -> None:
+    """The checks AWS makes that moto does not, for the settings the tool uses."""
+    kind = settings.get("Type")
+    if not kind:
+        raise Route53Error("InvalidInput", "HealthCheckConfig.Type is required")
+    if settings["RequestInterval"] not in ("10", "30") and kind in PROBED_TYPES:
+        raise Route53Error("InvalidInput", f"Invalid parameter: RequestInterval must be 10 or 30, not "
+                                           f"{settings['RequestInterval']}")
+    if not settings["FailureThreshold"].isdigit() or not 1 <= int(settings["FailureThreshold"]) <= 10:
+        raise Route53Error("InvalidInput", f"Invalid parameter: FailureThreshold must be between 1 and 10, not "
+                                           f"{settings['FailureThreshold']}")
+    regions = settings.get("Regions")
+    if regions is not None:
+        unknown = sorted(set(regions) - set(CHECKER_REGIONS))
+        if unknown:
+            raise Route53Error("InvalidInput", f"Invalid parameter: unknown health checker regions {unknown}")
+        if len(set(regions)) < 3:
+            raise Route53Error("InvalidInput", "Invalid parameter: Regions must list at least 3 health checker "
+                                               "regions")
+    if kind in PROBED_TYPES and not settings.get("IPAddress") and not settings.get("FullyQualifiedDomainName"):
+        raise Route53Error("InvalidInput", "Invalid parameter: specify IPAddress, FullyQualifiedDomainName or both")
+    if kind.endswith("STR_MATCH") and not settings.get("SearchString"):
+        raise Route53Error("InvalidInput", f"Invalid parameter: a {kind} health check needs a SearchString")

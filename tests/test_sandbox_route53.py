@@ -1,0 +1,330 @@
+"""Route 53 health checks in the sandbox: real probes, checker regions, thresholds, the 18% rule, and
+CreateHealthCheck's CallerReference semantics. Fixtures here are shared by the other test_sandbox_route53_*."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from multiregion.sandbox.route53_health import (
+    Checker,
+    CheckSpec,
+    HealthChecks,
+    Target,
+    endpoint_healthy,
+    probe,
+)
+from multiregion.sandbox.server import Sandbox
+from tests.test_global_table import wait_for
+
+CHECKERS = ["us-east-1", "eu-west-1", "us-west-2"]
+TIME_SCALE = 30.0  # in these tests a 10 s RequestInterval probes every third of a second
+INTERVAL = 10 / TIME_SCALE
+
+
+@pytest.fixture
+def fast(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The sandbox with time compressed further, so that probing tests take a few intervals of 1/3 s."""
+    monkeypatch.setattr(sandbox.options, "time_scale", TIME_SCALE)
+    return sandbox
+
+
+class LocalTarget:
+    """A tiny HTTP endpoint on 127.0.0.1 whose answer a test switches."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b"all good"
+        self.delay = 0.0
+        self.port = 0
+        self.hosts: list[str] = []
+
+
+@pytest.fixture
+def target() -> Iterator[LocalTarget]:
+    yield from _serve(LocalTarget())
+
+
+@pytest.fixture
+def second_target() -> Iterator[LocalTarget]:
+    yield from _serve(LocalTarget())
+
+
+def _serve(state: LocalTarget) -> Iterator[LocalTarget]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            state.hosts.append(self.headers.get("Host", ""))
+            time.sleep(state.delay)
+            self.send_response(state.status)
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def local_check(port: int, **overrides: Any) -> dict[str, Any]:
+    """A fast check (10 s interval, threshold 1) on a local target."""
+    return {"Type": "HTTP", "IPAddress": "127.0.0.1", "Port": port, "ResourcePath": "/health",
+            "RequestInterval": 10, "FailureThreshold": 1, "Regions": CHECKERS, **overrides}
+
+
+def create_check(aws: Any, reference: str, config: dict[str, Any]) -> str:
+    return aws("route53").create_health_check(CallerReference=reference, HealthCheckConfig=config)["HealthCheck"]["Id"]
+
+
+def health(sandbox: Sandbox) -> HealthChecks:
+    return sandbox.extension(HealthChecks)
+
+
+def wait_health(sandbox: Sandbox, check_id: str, healthy: bool, timeout: float = 5.0) -> float:
+    """Seconds until the check reports `healthy`."""
+    started = time.monotonic()
+    wait_for(lambda: health(sandbox).health(check_id)[0] is healthy, timeout)
+    return time.monotonic() - started
+
+
+def set_faults(sandbox: Sandbox, **faults: Any) -> None:
+    req = urllib.request.Request(f"{sandbox.url}/_sandbox/faults", data=json.dumps(faults).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def statuses(aws: Any, check_id: str) -> dict[str, str]:
+    observations = aws("route53").get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
+    return {o["Region"]: o["StatusReport"]["Status"] for o in observations}
+
+
+def error_of(call: Callable[[], Any]) -> tuple[str, int]:
+    with pytest.raises(ClientError) as err:
+        call()
+    return err.value.response["Error"]["Code"], err.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+
+
+def test_more_than_18_percent_of_checkers_make_an_endpoint_healthy() -> None:
+    assert not endpoint_healthy([True] + [False] * 7)  # 12.5%
+    assert endpoint_healthy([True, True] + [False] * 6)  # 25%
+    assert not endpoint_healthy([False, False, False])
+    assert endpoint_healthy([True, False, False])  # 33%
+    assert endpoint_healthy([])
+
+
+def test_a_checker_flips_after_threshold_consecutive_results() -> None:
+    checker = Checker("us-east-1", next_due=0.0)
+    for _ in range(2):
+        checker.record(False, 3)
+    assert checker.healthy
+    checker.record(True, 3)  # a success breaks the streak
+    for _ in range(2):
+        checker.record(False, 3)
+    assert checker.healthy
+    checker.record(False, 3)
+    assert not checker.healthy
+    checker.record(True, 3)
+    checker.record(True, 3)
+    assert not checker.healthy
+    checker.record(True, 3)
+    assert checker.healthy
+
+
+# ---------------------------------------------------------------------------------------------- probing
+
+
+def test_probes_follow_the_target(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
+    sandbox = fast
+    check_id = create_check(aws, "follow", local_check(target.port))
+    assert health(sandbox).health(check_id)[0]  # a new check starts healthy
+    wait_for(lambda: len(statuses(aws, check_id)) == len(CHECKERS))
+    assert statuses(aws, check_id) == {r: "Success: HTTP Status Code 200, OK" for r in CHECKERS}
+    observation = aws("route53").get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"][0]
+    assert observation["IPAddress"] and observation["StatusReport"]["CheckedTime"].year >= 2024
+
+    target.status = 404
+    # Within interval x threshold + one interval, time-scaled (plus the prober's tick and polling slack).
+    bound = (10 * 1 + 10) / TIME_SCALE + 0.3
+    assert wait_health(sandbox, check_id, False) < bound
+    healthy, since = health(sandbox).health(check_id)
+    assert not healthy and time.time() - since < bound
+    assert set(statuses(aws, check_id).values()) == {"Failure: HTTP Status Code 404, Not Found"}
+
+    target.status = 200
+    assert wait_health(sandbox, check_id, True) < bound
+    assert health(sandbox).health(check_id)[1] > since
+
+
+def test_checkers_are_staggered_and_keep_their_interval(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
+    check_id = create_check(aws, "stagger", local_check(target.port))
+    wait_for(lambda: len(statuses(aws, check_id)) == 3)
+    times = sorted(o["StatusReport"]["CheckedTime"] for o in aws("route53").get_health_check_status(
+        HealthCheckId=check_id)["HealthCheckObservations"])
+    assert (times[-1] - times[0]).total_seconds() > INTERVAL / 4  # not all at once
+    first = len(target.hosts)
+    time.sleep(3 * INTERVAL)  # three intervals: each of the 3 checkers probes about three times
+    assert 6 <= len(target.hosts) - first <= 10
+    assert target.hosts[-1] == f"127.0.0.1:{target.port}"  # no FQDN: the IP address (and port) is the Host
+
+
+def test_string_match_looks_at_the_body(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
+    sandbox = fast
+    check_id = create_check(aws, "match", local_check(target.port, Type="HTTP_STR_MATCH", SearchString="good"))
+    wait_for(lambda: len(statuses(aws, check_id)) == 3)
+    assert health(sandbox).health(check_id)[0]
+    target.body = b"all bad"
+    wait_health(sandbox, check_id, False)
+    assert all("search string" in s for s in statuses(aws, check_id).values())
+
+
+def test_inverted_and_disabled(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
+    sandbox = fast
+    inverted = create_check(aws, "inverted", local_check(target.port, Inverted=True))
+    disabled = create_check(aws, "disabled", local_check(target.port, Disabled=True))
+    wait_health(sandbox, inverted, False)
+    target.status = 500
+    wait_health(sandbox, inverted, True)
+    time.sleep(2 * INTERVAL)
+    assert health(sandbox).health(disabled)[0]
+    assert statuses(aws, disabled) == {}  # a disabled check is not probed at all
+
+
+def test_a_frozen_check_keeps_its_status(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
+    sandbox = fast
+    check_id = create_check(aws, "frozen", local_check(target.port))
+    wait_for(lambda: len(statuses(aws, check_id)) == 3)
+    set_faults(sandbox, health_check_frozen=[check_id])
+    target.status = 503
+    time.sleep(4 * INTERVAL)
+    assert health(sandbox).health(check_id)[0]
+    set_faults(sandbox, health_check_frozen=[])
+    wait_health(sandbox, check_id, False)
+
+
+def test_a_domain_name_check_is_served_by_the_sandbox(aws: Any, fast: Sandbox) -> None:
+    sandbox = fast
+    host = "nosuchapi.execute-api.eu-west-1.amazonaws.com"
+    check_id = create_check(aws, "fqdn", {"Type": "HTTPS", "FullyQualifiedDomainName": host, "Port": 443,
+                                          "ResourcePath": "/prod/health", "RequestInterval": 10,
+                                          "FailureThreshold": 1, "Regions": CHECKERS})
+    wait_health(sandbox, check_id, False)
+    # The sandbox's API data plane answered for the name: API Gateway's 403 for an unknown API.
+    assert set(statuses(aws, check_id).values()) == {"Failure: HTTP Status Code 403, Forbidden"}
+
+
+def test_a_slow_answer_fails_after_two_seconds(target: LocalTarget) -> None:
+    spec = CheckSpec(id="slow", type="HTTP", ip="127.0.0.1", port=target.port, path="/")
+    target.delay = 2.5
+    started = time.monotonic()
+    observation = probe(spec, Target("127.0.0.1", target.port, "127.0.0.1"))
+    assert not observation.ok and "timed out" in observation.status
+    assert time.monotonic() - started < 2.4
+    target.delay = 0.0
+    assert probe(spec, Target("127.0.0.1", target.port, "127.0.0.1")).ok
+
+
+def test_a_closed_port_fails() -> None:
+    spec = CheckSpec(id="closed", type="TCP", ip="127.0.0.1", port=9)
+    observation = probe(spec, Target("127.0.0.1", 9, "127.0.0.1"))
+    assert not observation.ok and observation.status.startswith("Failure: Connection refused")
+
+
+# ---------------------------------------------------------------------------------------------- the API
+
+
+def test_same_reference_and_settings_returns_the_existing_check(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    first = r53.create_health_check(CallerReference="ref", HealthCheckConfig=local_check(target.port))
+    again = r53.create_health_check(CallerReference="ref", HealthCheckConfig=local_check(target.port))
+    assert again["HealthCheck"]["Id"] == first["HealthCheck"]["Id"]
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert again["Location"].endswith("/healthcheck/" + first["HealthCheck"]["Id"])
+    assert len(r53.list_health_checks()["HealthChecks"]) == 1
+
+
+def test_same_reference_with_other_settings_is_refused(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    r53.create_health_check(CallerReference="ref", HealthCheckConfig=local_check(target.port))
+    code, status = error_of(lambda: r53.create_health_check(
+        CallerReference="ref", HealthCheckConfig=local_check(target.port, FailureThreshold=2)))
+    assert (code, status) == ("HealthCheckAlreadyExists", 409)
+
+
+def test_the_reference_of_a_deleted_check_is_refused(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    check_id = create_check(aws, "ref", local_check(target.port))
+    r53.delete_health_check(HealthCheckId=check_id)
+    code, status = error_of(lambda: r53.create_health_check(CallerReference="ref",
+                                                            HealthCheckConfig=local_check(target.port)))
+    assert (code, status) == ("HealthCheckAlreadyExists", 409)
+    assert error_of(lambda: r53.delete_health_check(HealthCheckId=check_id)) == ("NoSuchHealthCheck", 404)
+
+
+def test_https_checks_default_to_port_443(aws: Any) -> None:
+    r53 = aws("route53")
+    config = {"Type": "HTTPS", "FullyQualifiedDomainName": "x.execute-api.us-east-1.amazonaws.com",
+              "ResourcePath": "/prod/health", "Regions": CHECKERS}
+    created = r53.create_health_check(CallerReference="https", HealthCheckConfig=config)["HealthCheck"]
+    assert created["HealthCheckConfig"]["Port"] == 443
+    assert r53.get_health_check(HealthCheckId=created["Id"])["HealthCheck"]["HealthCheckConfig"]["Port"] == 443
+    # Passing the default explicitly is the same setting.
+    again = r53.create_health_check(CallerReference="https", HealthCheckConfig={**config, "Port": 443})
+    assert again["HealthCheck"]["Id"] == created["Id"]
+
+
+def test_list_health_checks_pages(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    ids = [create_check(aws, f"page{i}", local_check(target.port)) for i in range(3)]
+    first = r53.list_health_checks(MaxItems="2")
+    assert [c["Id"] for c in first["HealthChecks"]] == ids[:2]
+    assert first["IsTruncated"] and first["NextMarker"] == ids[2]
+    rest = r53.list_health_checks(MaxItems="2", Marker=first["NextMarker"])
+    assert [c["Id"] for c in rest["HealthChecks"]] == ids[2:] and not rest["IsTruncated"]
+
+
+def test_invalid_settings_are_refused(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    for bad in ({"Regions": ["us-east-1", "eu-west-1", "eu-west-1"]}, {"Regions": ["us-east-1", "eu-west-1", "mars-1"]},
+                {"RequestInterval": 20}, {"FailureThreshold": 11}):
+        code, _ = error_of(lambda bad=bad: r53.create_health_check(  # type: ignore[misc]
+            CallerReference=json.dumps(bad), HealthCheckConfig=local_check(target.port, **bad)))
+        assert code == "InvalidInput", bad
+
+
+def test_update_keeps_what_it_does_not_name_and_probes_the_new_settings(aws: Any, fast: Sandbox,
+                                                                        target: LocalTarget,
+                                                                        second_target: LocalTarget) -> None:
+    r53 = aws("route53")
+    check_id = create_check(aws, "update", local_check(target.port))
+    updated = r53.update_health_check(HealthCheckId=check_id, HealthCheckVersion=1, Port=second_target.port,
+                                      FailureThreshold=2)["HealthCheck"]
+    assert updated["HealthCheckVersion"] == 2
+    assert updated["HealthCheckConfig"]["Regions"] == CHECKERS  # moto alone would have cleared them
+    assert (updated["HealthCheckConfig"]["Port"], updated["HealthCheckConfig"]["FailureThreshold"]) == \
+        (second_target.port, 2)
+    assert error_of(lambda: r53.update_health_check(HealthCheckId=check_id, HealthCheckVersion=1, Port=80)) == \
+        ("HealthCheckVersionMismatch", 409)
+    second_target.status = 404
+    wait_health(fast, check_id, False)  # the prober follows the new port
+    assert second_target.hosts and target.status == 200
+    reset = r53.update_health_check(HealthCheckId=check_id, ResetElements=["Regions"])["HealthCheck"]
+    assert "Regions" not in reset["HealthCheckConfig"] and reset["HealthCheckVersion"] == 3
+    assert error_of(lambda: r53.update_health_check(HealthCheckId="nope", Port=80)) == ("NoSuchHealthCheck", 404)
