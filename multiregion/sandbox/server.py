@@ -137,7 +137,8 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.lambda_runtime import LambdaRuntime
     from multiregion.sandbox.route53 import route53_extensions
 
-    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox), *route53_extensions(sandbox)]
+    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), LambdaRuntime(sandbox),
+            ApiDataPlane(sandbox), *route53_extensions(sandbox)]
 
 
 class ControlEndpoints(Extension):

@@ -8,6 +8,8 @@ from multiregion.stages.certificates import CertificatesStage
 from multiregion.stages.domains import DomainsStage
 from multiregion.stages.functions import FunctionsStage
 from multiregion.stages.global_table import GlobalTableStage
+from multiregion.stages.health_checks import HealthChecksStage
+from multiregion.stages.routing import RoutingStage
 from multiregion.stages.tables import TablesStage
 from multiregion.stages.zone import HostedZoneStage
 
@@ -19,6 +21,8 @@ STAGES: tuple[type[Stage], ...] = (
     HostedZoneStage,
     CertificatesStage,
     DomainsStage,
+    HealthChecksStage,
+    RoutingStage,
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)
