@@ -4,6 +4,7 @@ check, 2 a usage or configuration error."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import sys
 import time
@@ -19,7 +20,17 @@ from multiregion import __version__
 from multiregion.aws import ClientProvider
 from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
 from multiregion.engine import Context, Reporter, Runner, RunResult, Stage, StepError
-from multiregion.render import RichReporter, changes_table, print_run_summary
+from multiregion.failover import MODES, FailoverTest
+from multiregion.failover import Options as FailoverOptions
+from multiregion.regions import REGIONS
+from multiregion.render import (
+    RichReporter,
+    changes_table,
+    print_failover_report,
+    print_run_summary,
+    print_status,
+    print_step,
+)
 from multiregion.sandbox import control
 from multiregion.stages import STAGE_NAMES, STAGES
 
@@ -222,29 +233,7 @@ def status(as_json: bool) -> None:
     if as_json:
         s.emit(data)
         return
-    for region, stages in data["regions"].items():
-        table = Table(title=f"{region}{'  (primary)' if region == s.config.primary else ''}",
-                      title_justify="left", show_header=False)
-        table.add_column("stage", style="bold")
-        table.add_column("state", overflow="fold")
-        for name, value in stages.items():
-            table.add_row(name, render_value(value))
-        s.console.print(table)
-    if data["global"]:
-        table = Table(title="global", title_justify="left", show_header=False)
-        table.add_column("stage", style="bold")
-        table.add_column("state", overflow="fold")
-        for name, value in data["global"].items():
-            table.add_row(name, render_value(value))
-        s.console.print(table)
-
-
-def render_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "\n".join(f"{k}: {render_value(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(render_value(v) for v in value) or "-"
-    return "-" if value is None else str(value)
+    print_status(s.console, data, s.config.regions, s.config.primary)
 
 
 # ------------------------------------------------------------------------------------------------- down
@@ -272,6 +261,59 @@ def down(yes: bool, delete_data: bool, as_json: bool) -> None:
     else:
         print_run_summary(s.console, result, "removed", seconds, s.clients.writes)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------------------- failover-test
+
+
+@main.command(name="failover-test")
+@click.option("--region", metavar="REGION", help="The region to fail (default: the one serving the client).")
+@click.option("--client-region", metavar="REGION", help="Where the client is (default: the primary region).")
+@click.option("--client-ip", metavar="IP", help="The client's address instead of --client-region.")
+@click.option("--mode", type=click.Choice(MODES), default="health", show_default=True,
+              help="health: the health function answers 404 (STATUS=404). outage: reserved concurrency 0 "
+                   "on the region's functions, a real outage of its API.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds to wait for each of detection, rerouting, replication and recovery.")
+@json_option
+@handle_errors
+def failover_test(region: str | None, client_region: str | None, client_ip: str | None, mode: str,
+                  timeout: float, as_json: bool) -> None:
+    """Take one region down, watch Route 53 move the traffic, prove no write is lost, restore.
+
+    \b
+    preflight  the stack is converged and every region healthy (else nothing is touched)
+    baseline   which region serves the client; write and read through the global name
+    inject     fail the region (health or outage mode); never the last healthy region
+    detect     wait until Route 53 deems the region unhealthy
+    reroute    wait until Route 53 answers the client with another region
+    verify     write and read through the global name: served by the other region
+    replicate  the new item appears in the failed region's table (replication lag)
+    restore    always, also after a failure or Ctrl-C: undo, wait until healthy and serving again
+
+    Exit 0 only when every check held.
+    """
+    if client_region and client_ip:
+        raise click.UsageError("give --client-region or --client-ip, not both")
+    for value, flag in ((region, "--region"), (client_region, "--client-region")):
+        if value is not None and value not in REGIONS:
+            raise click.BadParameter(f"unknown region {value!r}", param_hint=flag)
+    if client_ip is not None:
+        try:
+            ipaddress.ip_address(client_ip)
+        except ValueError:
+            raise click.BadParameter(f"{client_ip!r} is not an IP address", param_hint="--client-ip") from None
+    s = session(as_json)
+    stages = s.stages()
+    options = FailoverOptions(region=region, client_region=client_region, client_ip=client_ip, mode=mode,
+                              timeout=timeout)
+    on_step = (lambda step: None) if as_json else (lambda step: print_step(s.console, step))
+    report = FailoverTest(s.ctx, stages, options, on_step=on_step).run()
+    if as_json:
+        s.emit(report.to_dict())
+    else:
+        print_failover_report(s.console, report)
+    sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 
 # ---------------------------------------------------------------------------------------------- sandbox
@@ -349,6 +391,28 @@ def sandbox_status(as_json: bool) -> None:
     else:
         click.echo("no sandbox is running (start one with `multiregion sandbox start`)")
     sys.exit(EXIT_OK if info else EXIT_FAILED)
+
+
+@sandbox.command(name="regions")
+@json_option
+def sandbox_regions(as_json: bool) -> None:
+    """The AWS regions the sandbox knows: where each one is (latency routing measures the distance between
+    locations) and its client subnet (an EDNS0 client subnet or X-Multiregion-Client-IP inside it stands
+    for a client in that region)."""
+    from multiregion.regions import client_ip
+
+    rows = [{"region": r.code, "name": r.name, "location": {"latitude": r.location[0], "longitude": r.location[1]},
+             "client_subnet": r.client_subnet, "sample_client_ip": client_ip(r.code)} for r in REGIONS.values()]
+    if as_json:
+        click.echo(json.dumps({"regions": rows}, indent=2))
+        return
+    table = Table(title="Regions of the sandbox", title_justify="left")
+    for column in ("region", "location", "client subnet", "sample client IP", "name"):
+        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    for row in rows:
+        where = f"{row['location']['latitude']:.2f}, {row['location']['longitude']:.2f}"
+        table.add_row(row["region"], where, row["client_subnet"], row["sample_client_ip"], row["name"])
+    Console(highlight=False).print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

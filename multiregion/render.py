@@ -129,3 +129,101 @@ def print_run_summary(console: Console, result: RunResult, done: str, seconds: f
     else:
         console.print(f"{state}: {n} change{'s' if n != 1 else ''} {done} in {seconds:.1f}s "
                       f"({calls} write calls)")
+
+
+def print_step(console: Console, step: Any) -> None:
+    mark = ("  ✓ ", "green") if step.ok else ("  ✗ ", "red")
+    console.print(Text.assemble(mark, (f"{step.step:<10}", "bold"), (f" {step.seconds:6.1f}s  ", "dim"),
+                                step.detail))
+
+
+def print_failover_report(console: Console, report: Any) -> None:
+    table = Table(title="failover timeline", title_justify="left")
+    table.add_column("step", style="bold")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    table.add_column("detail", overflow="fold")
+    for step in report.timeline:
+        table.add_row(step.step, Text("ok", "green") if step.ok else Text("FAILED", "red"), f"{step.seconds:.2f}",
+                      step.detail)
+    console.print(table)
+    facts = [
+        ("client", f"{report.client_region} ({report.client_ip})"),
+        ("failed region", f"{report.failed_region} ({report.mode} mode)"),
+        ("served before / during / after", f"{report.served_before} -> {report.served_after} -> "
+                                           f"{report.served_after_restore}"),
+        ("detection", f"{report.detection_seconds}s (bound {report.detection_bound_seconds}s)"
+         if report.detection_seconds is not None else "-"),
+        ("reroute", f"{report.reroute_seconds}s" if report.reroute_seconds is not None else "-"),
+        ("replication lag", f"{report.replication_lag_seconds}s"
+         if report.replication_lag_seconds is not None else "-"),
+        ("restored", "yes" if report.restored else "NO: check the region by hand"),
+    ]
+    for name, value in facts:
+        console.print(f"  {name:<32} {value}")
+    if report.passed:
+        console.print("[green]PASSED[/green]: traffic moved away from the failed region and back, no write lost")
+    else:
+        console.print(f"[red]FAILED[/red] at step {report.failed_step}: {report.error}")
+
+
+def _region_rows(region: str, stages: dict[str, Any], replicas: dict[str, str], answers: dict[str, Any],
+                 primary: str) -> dict[str, str]:
+    """One column of the status table: the few facts a person checks first."""
+    rows: dict[str, str] = {}
+    table = (stages.get("tables") or {}).get("table")
+    if region == primary:
+        rows["table"] = f"{table['status']} (primary, {table.get('version') or 'not global'})" if table else "missing"
+    else:
+        rows["table"] = f"replica {replicas[region]}" if region in replicas else "no replica"
+    fns = (stages.get("functions") or {}).get("functions") or {}
+    if fns:
+        active = sum(1 for f in fns.values() if isinstance(f, dict) and f.get("state") == "Active")
+        rows["functions"] = f"{active}/{len(fns)} active, health STATUS {stages['functions'].get('health_status')}"
+    api = stages.get("api") or {}
+    rows["invoke URL"] = api.get("invoke_url") or "-"
+    rows["certificate"] = (stages.get("certificates") or {}).get("status") or "-"
+    rows["custom domain"] = (stages.get("domains") or {}).get("regional_domain_name") or "-"
+    hc = stages.get("health-checks") or {}
+    if hc.get("check_id"):
+        state = "healthy" if hc.get("healthy") else "UNHEALTHY"
+        since = str(hc.get("since") or "")[11:19]
+        rows["health check"] = f"{state}{' since ' + since if since else ''} ({hc.get('checkers', '')})"
+    else:
+        rows["health check"] = "-"
+    answer = answers.get(region) or {}
+    rows["global name, client here"] = answer.get("served_by") or answer.get("answer") or "-"
+    for name, value in stages.items():
+        if isinstance(value, dict) and value.get("error"):
+            rows[f"{name} (error)"] = value["error"]
+    return rows
+
+
+def print_status(console: Console, data: dict[str, Any], regions: tuple[str, ...], primary: str) -> None:
+    glob = data.get("global", {})
+    replicas = (glob.get("global-table") or {}).get("replicas") or {}
+    routing = glob.get("routing") or {}
+    columns = {r: _region_rows(r, data["regions"].get(r, {}), replicas, routing.get("answers") or {}, primary)
+               for r in regions}
+    table = Table(title="stack status", title_justify="left")
+    table.add_column("", style="bold")
+    for region in regions:
+        table.add_column(region, overflow="fold")
+    names = list(dict.fromkeys(k for col in columns.values() for k in col))
+    for name in names:
+        cells = [columns[r].get(name, "-") for r in regions]
+        styled = [Text(c, "red") if ("UNHEALTHY" in c or "missing" in c or "error" in name) else Text(c)
+                  for c in cells]
+        table.add_row(name, *styled)
+    console.print(table)
+    zone = glob.get("hosted-zone") or {}
+    if zone:
+        console.print(f"  hosted zone   {zone.get('name')} ({zone.get('zone_id')})")
+    if routing:
+        record = routing.get("policy_record") or {}
+        detail = (f"policy record {record.get('state')}, {record.get('policy')} v{record.get('version')}, "
+                  f"TTL {record.get('ttl')}") if record else f"{len(routing.get('records') or [])} latency record(s)"
+        console.print(f"  global name   {routing.get('name')} ({routing.get('mode')}): {detail}", markup=False)
+    for name, value in glob.items():
+        if isinstance(value, dict) and value.get("error"):
+            console.print(f"  [red]{name}: {value['error']}[/red]")

@@ -1,0 +1,168 @@
+"""`multiregion failover-test` end to end on the sandbox: passes in both modes, fails (and restores) when a
+step breaks, restores after Ctrl-C, and moves a client to the next nearest region."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiregion.failover import TEST_ITEM_PREFIX, FailoverTest
+from multiregion.sandbox.server import Sandbox
+from tests.conftest import Cli
+
+# The detection bound is measured by polling Route 53's status; allow one poll period on top.
+POLL_SLACK = 0.5
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """One converged demo stack for the module: every failover test restores what it changed."""
+    import yaml
+
+    from tests.conftest import demo_config
+
+    sandbox_server.reset()
+    cfg = demo_config()
+    cfg["endpoint"] = sandbox_server.url
+    path = tmp_path_factory.mktemp("failover") / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cli = Cli(path)
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    yield cli
+
+
+@pytest.fixture
+def clean_faults(sandbox_server: Sandbox) -> Iterator[Sandbox]:
+    yield sandbox_server
+    with sandbox_server.faults_lock:
+        for name in sandbox_server.faults:
+            sandbox_server.faults[name] = []
+
+
+def health_env(sandbox: Sandbox, region: str) -> dict[str, str]:
+    import boto3
+
+    lam = boto3.client("lambda", region_name=region, endpoint_url=sandbox.url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return lam.get_function_configuration(FunctionName="items-health")["Environment"]["Variables"]
+
+
+def concurrency(sandbox: Sandbox, region: str, name: str) -> Any:
+    import boto3
+
+    lam = boto3.client("lambda", region_name=region, endpoint_url=sandbox.url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+
+
+@pytest.mark.parametrize("mode", ["health", "outage"])
+def test_passes_and_reports_the_move(stack: Cli, sandbox_server: Sandbox, mode: str) -> None:
+    code, report = stack.json("failover-test", "--mode", mode)
+    assert code == 0, report
+    assert report["passed"] is True
+    assert (report["failed_region"], report["client_region"]) == ("eu-west-1", "eu-west-1")
+    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
+        "eu-west-1", "us-east-1", "eu-west-1")
+    assert [s["step"] for s in report["timeline"]] == [
+        "preflight", "baseline", "inject", "detect", "reroute", "verify", "replicate", "restore"]
+    assert all(s["ok"] and s["seconds"] >= 0 for s in report["timeline"])
+    # interval 10 s x threshold 2 + one interval, at time scale 10
+    assert report["detection_bound_seconds"] == pytest.approx(3.0)
+    assert report["detection_seconds"] <= report["detection_bound_seconds"] + POLL_SLACK
+    assert report["replication_lag_seconds"] is not None and report["replication_lag_seconds"] >= 0
+    # Restored exactly, and converged again.
+    assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
+    for fn in ("items-put", "items-get", "items-health"):
+        assert concurrency(sandbox_server, "eu-west-1", fn) is None
+    assert stack.json("plan")[1]["changes"] == []
+    # Test items are removed.
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=sandbox_server.url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    items = ddb.scan(TableName="items")["Items"]
+    assert not [i for i in items if i["id"]["S"].startswith(TEST_ITEM_PREFIX)]
+
+
+def test_text_report_shows_the_timeline(stack: Cli) -> None:
+    result = stack("failover-test")
+    assert result.exit_code == 0, result.output
+    assert "failover timeline" in result.output
+    assert "eu-west-1 -> us-east-1 -> eu-west-1" in result.output
+    assert "PASSED" in result.output
+
+
+def test_replication_that_does_not_reach_the_failed_region_fails_the_test(stack: Cli,
+                                                                         clean_faults: Sandbox) -> None:
+    clean_faults.faults["replication_paused"] = ["eu-west-1"]
+    code, report = stack.json("failover-test", "--timeout", "3")
+    assert code == 1
+    assert report["passed"] is False and report["failed_step"] == "replicate"
+    assert "replicate into eu-west-1" in report["error"]
+    assert report["restored"] is True
+    assert health_env(clean_faults, "eu-west-1")["STATUS"] == "200"
+
+
+def test_a_health_check_that_never_turns_unhealthy_fails_detection(stack: Cli, clean_faults: Sandbox) -> None:
+    code, status = stack.json("status")
+    check_id = status["regions"]["eu-west-1"]["health-checks"]["check_id"]
+    clean_faults.faults["health_check_frozen"] = [check_id]
+    code, report = stack.json("failover-test", "--timeout", "3")
+    assert code == 1
+    assert report["failed_step"] == "detect" and "unhealthy" in report["error"]
+    assert report["restored"] is True
+    assert [s["step"] for s in report["timeline"]][-1] == "restore"
+    assert health_env(clean_faults, "eu-west-1")["STATUS"] == "200"
+
+
+def test_interrupting_after_the_injection_restores(stack: Cli, sandbox_server: Sandbox,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, str] = {}
+
+    def interrupted(self: FailoverTest) -> str:
+        seen["status"] = health_env(sandbox_server, "eu-west-1")["STATUS"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FailoverTest, "detect", interrupted)
+    code, report = stack.json("failover-test")
+    assert seen["status"] == "404"  # the injection had happened
+    assert code == 1 and report["failed_step"] == "detect" and "interrupted" in report["error"]
+    assert report["restored"] is True
+    assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
+
+
+def test_preflight_touches_nothing_when_a_region_is_unhealthy(stack: Cli, sandbox_server: Sandbox,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FailoverTest, "healthy", lambda self, region: region != "us-east-1")
+    code, report = stack.json("failover-test")
+    assert code == 1 and report["failed_step"] == "preflight"
+    assert "us-east-1" in report["error"]
+    assert [s["step"] for s in report["timeline"]] == ["preflight"]
+    assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
+
+
+def test_bad_arguments_exit_2(stack: Cli) -> None:
+    assert stack("failover-test", "--region", "mars-1").exit_code == 2
+    assert stack("failover-test", "--client-ip", "not-an-ip").exit_code == 2
+    assert stack("failover-test", "--client-region", "eu-west-1", "--client-ip", "1.2.3.4").exit_code == 2
+    assert stack("failover-test", "--mode", "meteor").exit_code == 2
+
+
+def test_region_outside_the_stack_is_refused(stack: Cli) -> None:
+    code, report = stack.json("failover-test", "--region", "ap-southeast-2")
+    assert code == 1 and report["failed_step"] == "preflight"
+    assert "not one of the stack's regions" in report["error"]
+
+
+def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path]) -> None:
+    cli = Cli(write_config(regions=["eu-west-1", "us-east-1", "eu-central-1"]))
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    code, report = cli.json("failover-test")
+    assert code == 0, report
+    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
+        "eu-west-1", "eu-central-1", "eu-west-1")
