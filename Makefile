@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/multiregion sandbox stop
 
 test: install
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install
 	$(BIN)/ruff check multiregion tests benchmarks

@@ -238,7 +238,8 @@ def _domain(m: _Mapping) -> DomainConfig:
 
 
 def _is_zone_id(value: str) -> bool:
-    return bool(re.match(r"^(/hostedzone/)?Z[A-Z0-9]{4,32}$", value))
+    # Route 53 zone ids are upper-case letters and digits (AWS's start with Z); a zone name has dots.
+    return bool(re.match(r"^(/hostedzone/)?[A-Z0-9]{5,32}$", value))
 
 
 def _dns_name(value: str, path: str) -> str:

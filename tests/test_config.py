@@ -137,6 +137,17 @@ def test_cli_exits_2_with_message_and_no_aws_call(change: tuple[str, Any], path:
     assert listener.connections == 0
 
 
+def test_hosted_zone_by_id() -> None:
+    for zone in ("Z1D633PJN98FT9", "/hostedzone/Z1D633PJN98FT9", "SPI3QVG8KMY2LBSJWQVTX5"):
+        config = parse_config(with_change("domain.hosted_zone", zone) | {"domain": {
+            "name": "api.example.com", "hosted_zone": zone}})
+        assert config.domain.hosted_zone == zone
+    with pytest.raises(ConfigError) as err:
+        parse_config({**demo_config(), "domain": {"name": "api.example.com", "hosted_zone": "Z1D633PJN98FT9",
+                                                  "create_zone": True}})
+    assert err.value.path == "domain.create_zone"
+
+
 def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "elsewhere.yaml"
     file.write_text(yaml.safe_dump(with_change("routing.mode", "geo")))
