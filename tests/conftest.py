@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,17 @@ from multiregion.cli import main
 from multiregion.sandbox.server import Sandbox, SandboxOptions
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll until `check` returns something truthy, and return it; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(autouse=True)

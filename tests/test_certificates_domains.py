@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from multiregion.stages import zone as zone_module
 from multiregion.stages.certificates import CertificatesStage, idempotency_token
 from multiregion.stages.domains import regional_domain
 from multiregion.stages.zone import find_hosted_zone, hosted_zone_id
-from tests.conftest import Cli, demo_config
+from tests.conftest import Cli, demo_config, wait_for
 
 REGIONS_ = ("eu-west-1", "us-east-1")
 DOMAIN = "api.multiregion-demo.example.com"
@@ -59,15 +58,6 @@ def context(sandbox: Sandbox, hosted_zone: str | None = None) -> Context:
         config = replace(config, domain=DomainConfig(name=DOMAIN, hosted_zone=hosted_zone))
     return Context(config=config, clients=ClientProvider(sandbox.url), poll_interval=0.02)
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def certs(aws: Any, region: str, statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from multiregion.engine import TAG_STACK
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 
 TABLE_STAGES = ("--only", "tables", "--only", "global-table")
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def test_up_creates_a_replicated_table(cli: Cli, aws: Any) -> None:

@@ -4,7 +4,6 @@ interval changes, mode switches and `down`."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from multiregion.stages import routing as routing_module
 from multiregion.stages.domains import regional_domain
 from multiregion.stages.health_checks import delete_retired, health_status
 from multiregion.stages.routing import RoutingStage, dns_answer, document_checks, find_policy
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 
 REGIONS = ("eu-west-1", "us-east-1")
 NAME = "api.multiregion-demo.example.com"
@@ -37,16 +36,6 @@ MINE = ("--only", "health-checks", "--only", "routing")
 def context(config_path: Path, sandbox: Sandbox) -> Context:
     return Context(config=load_config(config_path), clients=ClientProvider(sandbox.url), poll_interval=0.05)
 
-
-def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout:.1f}s (last: {last!r})")
 
 
 def up(cli: Cli, *only: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,19 +11,11 @@ from botocore.exceptions import ClientError
 
 from multiregion.regions import REGIONS
 from multiregion.sandbox.server import Sandbox
+from tests.conftest import wait_for
 
 DOMAIN = "api.acm-test.example.com"
 ZONE = "acm-test.example.com"
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def request(aws: Any, region: str, domain: str = DOMAIN, **kwargs: Any) -> str:

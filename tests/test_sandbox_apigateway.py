@@ -14,7 +14,7 @@ import pytest
 
 from multiregion.sandbox.apigateway import ApiDataPlane
 from multiregion.sandbox.server import Sandbox
-from tests.test_global_table import wait_for
+from tests.conftest import wait_for
 from tests.test_sandbox_lambda import create_role, deploy, reuse_clients
 
 ACCOUNT = "123456789012"

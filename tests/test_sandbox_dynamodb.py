@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from multiregion.sandbox.server import Sandbox
-from tests.test_global_table import wait_for
+from tests.conftest import wait_for
 
 KEY = {"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST",

@@ -23,7 +23,7 @@ from multiregion.sandbox.route53_health import (
     probe,
 )
 from multiregion.sandbox.server import Sandbox
-from tests.test_global_table import wait_for
+from tests.conftest import wait_for
 
 CHECKERS = ["us-east-1", "eu-west-1", "us-west-2"]
 TIME_SCALE = 30.0  # in these tests a 10 s RequestInterval probes every third of a second

@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from multiregion.sandbox.route53_policies import MAX_DOCUMENT, POLICY_RECORD_VALUE
 from multiregion.sandbox.server import Sandbox
-from tests.test_global_table import wait_for
+from tests.conftest import wait_for
 from tests.test_sandbox_route53 import error_of
 
 
