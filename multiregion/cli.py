@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from multiregion import __version__
@@ -83,12 +84,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigError as exc:
             if debug:
                 raise
-            err.print(f"[red]config error[/red] {exc.message}", markup=True, soft_wrap=True)
+            err.print(f"[red]config error[/red] {escape(exc.message)}", soft_wrap=True)
             sys.exit(EXIT_USAGE)
         except (StepError, control.SandboxError) as exc:
             if debug:
                 raise
-            err.print(f"[red]error[/red] {getattr(exc, 'message', exc)}", soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(getattr(exc, 'message', exc)))}", soft_wrap=True)
             sys.exit(EXIT_FAILED)
 
     return wrapper
@@ -181,7 +182,7 @@ def plan(only: tuple[str, ...], as_json: bool) -> None:
     else:
         s.console.print("[green]No changes.[/green] Every stage is converged.")
     for error in result.errors if not as_json else ():
-        s.console.print(f"[red]error[/red] {error.message}")
+        s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
     sys.exit(EXIT_OK if not result.errors else EXIT_FAILED)
 
 

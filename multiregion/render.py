@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -62,22 +63,22 @@ class RichReporter(Reporter):
             self.console.print(Text.assemble(("  ✓ ", "green"), (f"{change.region:<14}", "bold"),
                                              f" {change.stage:<14} ", (change.action, style),
                                              f" {change.resource}", (f"  {change.reason}", "dim"),
-                                             (f"  {seconds:.1f}s", "dim")))
+                                             (f"  {seconds:.1f}s", "dim")), soft_wrap=True)
 
     def node_finished(self, stage: str, region: str, error: StepError | None) -> None:
         if error is not None and not self.quiet:
             with self._lock:
                 self.console.print(Text.assemble(("  ✗ ", "red"), (f"{region:<14}", "bold"),
-                                                 f" {stage:<14} ", (error.detail, "red")))
+                                                 f" {stage:<14} ", (error.detail, "red")), soft_wrap=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
             with self._lock:
-                self.console.print(f"[cyan]•[/cyan] {message}")
+                self.console.print(f"[cyan]•[/cyan] {escape(message)}", soft_wrap=True)
 
     def warn(self, message: str) -> None:
         with self._lock:
-            self.console.print(f"[yellow]![/yellow] {message}")
+            self.console.print(f"[yellow]![/yellow] {escape(message)}", soft_wrap=True)
 
     @contextlib.contextmanager
     def waiting(self, what: str, region: str) -> Iterator[Progress]:
@@ -117,7 +118,7 @@ def print_run_summary(console: Console, result: RunResult, done: str, seconds: f
                       writes: dict[str, int]) -> None:
     """`done` is the past participle for the changes: "applied", "removed"."""
     for error in result.errors:
-        console.print(f"[red]error[/red] {error.message}")
+        console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
     skipped = [f"{n.stage}/{n.region}" for n in result.nodes if n.skipped]
     if skipped:
         console.print(f"[yellow]skipped after a failure:[/yellow] {', '.join(skipped)}")
@@ -134,7 +135,7 @@ def print_run_summary(console: Console, result: RunResult, done: str, seconds: f
 def print_step(console: Console, step: Any) -> None:
     mark = ("  ✓ ", "green") if step.ok else ("  ✗ ", "red")
     console.print(Text.assemble(mark, (f"{step.step:<10}", "bold"), (f" {step.seconds:6.1f}s  ", "dim"),
-                                step.detail))
+                                step.detail), soft_wrap=True)
 
 
 def print_failover_report(console: Console, report: Any) -> None:
@@ -160,11 +161,11 @@ def print_failover_report(console: Console, report: Any) -> None:
         ("restored", "yes" if report.restored else "NO: check the region by hand"),
     ]
     for name, value in facts:
-        console.print(f"  {name:<32} {value}")
+        console.print(f"  {name:<32} {value}", markup=False)
     if report.passed:
         console.print("[green]PASSED[/green]: traffic moved away from the failed region and back, no write lost")
     else:
-        console.print(f"[red]FAILED[/red] at step {report.failed_step}: {report.error}")
+        console.print(f"[red]FAILED[/red] at step {report.failed_step}: {escape(str(report.error))}", soft_wrap=True)
 
 
 def _region_rows(region: str, stages: dict[str, Any], replicas: dict[str, str], answers: dict[str, Any],

@@ -131,3 +131,14 @@ def test_down_then_up_again(cli: Cli, aws: Any) -> None:
 def test_down_needs_confirmation_when_not_at_a_terminal(cli: Cli) -> None:
     result = cli("down")
     assert result.exit_code == 2 and "--yes" in result.output
+
+
+def test_text_output_names_stage_region_and_resource(cli: Cli, aws: Any) -> None:
+    aws("dynamodb", "eu-west-1").create_table(
+        TableName="items", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    result = cli("up", *TABLE_STAGES)
+    assert result.exit_code == 1
+    assert "[tables eu-west-1] table items: exists with key schema" in result.output
+    assert "hint:" in result.output
