@@ -408,11 +408,11 @@ def sandbox_regions(as_json: bool) -> None:
         click.echo(json.dumps({"regions": rows}, indent=2))
         return
     table = Table(title="Regions of the sandbox", title_justify="left")
-    for column in ("region", "location", "client subnet", "sample client IP", "name"):
-        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    for column in ("region", "name", "location", "client subnet", "sample client IP"):
+        table.add_column(column, no_wrap=True)
     for row in rows:
         where = f"{row['location']['latitude']:.2f}, {row['location']['longitude']:.2f}"
-        table.add_row(row["region"], where, row["client_subnet"], row["sample_client_ip"], row["name"])
+        table.add_row(row["region"], row["name"], where, row["client_subnet"], row["sample_client_ip"])
     Console(highlight=False).print(table)
 
 
