@@ -127,11 +127,16 @@ class Context:
     _memo_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """Compute a value once per run (e.g. the hosted zone id), shared across threads."""
+        """Compute a value once per run (e.g. the hosted zone id), shared across threads.
+
+        Only this key's lock is held while computing, so a slow AWS call behind one key never blocks
+        another; a failure is not remembered, so the next caller tries again."""
         with self._memo_lock:
-            if key not in self._memo:
-                self._memo[key] = compute()
-            return self._memo[key]
+            cell = self._memo.setdefault(key, {"lock": threading.Lock()})
+        with cell["lock"]:
+            if "value" not in cell:
+                cell["value"] = compute()
+            return cell["value"]
 
     def forget(self, key: Any) -> None:
         with self._memo_lock:

@@ -14,10 +14,12 @@ routes exactly as Route 53 would answer that client.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +28,7 @@ from typing import Any
 from multiregion.engine import Context, Runner, Stage
 from multiregion.regions import REGIONS, client_ip, distance_km, region_of_ip
 from multiregion.sandbox import control
+from multiregion.stages.functions import wait_function_updated
 
 MODES = ("health", "outage")
 CLIENT_IP_HEADER = "X-Multiregion-Client-IP"
@@ -77,30 +80,51 @@ class Report:
 
 
 class GlobalName:
-    """HTTP to the item API through the one global name, as a client at `ip` would reach it."""
+    """HTTP to the item API through the one global name, as a client at `ip` would reach it.
 
-    def __init__(self, domain: str, sandbox_url: str | None, ip: str | None, timeout: float = 10.0):
+    On the sandbox the request goes to the sandbox with the global name as Host and the client's address in
+    X-Multiregion-Client-IP. On AWS, this machine's own resolver would answer for where this machine is,
+    not for the client, so the request goes to the endpoint Route 53 answers the client (`endpoint`), with
+    the global name as TLS server name and Host, exactly as that client's connection would look."""
+
+    def __init__(self, domain: str, sandbox_url: str | None, ip: str | None, timeout: float = 10.0,
+                 endpoint: Callable[[], str | None] = lambda: None):
         self.domain, self.sandbox_url, self.ip, self.timeout = domain, sandbox_url, ip, timeout
+        self.endpoint = endpoint
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        if self.sandbox_url:
-            url = f"{self.sandbox_url}{path}"
-            headers = {"Host": self.domain}
-            if self.ip:
-                headers[CLIENT_IP_HEADER] = self.ip
-        else:
-            url, headers = f"https://{self.domain}{path}", {}
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Host": self.domain}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        if self.sandbox_url:
+            if self.ip:
+                headers[CLIENT_IP_HEADER] = self.ip
+            parsed = urllib.parse.urlsplit(self.sandbox_url)
+            conn: http.client.HTTPConnection = http.client.HTTPConnection(
+                parsed.hostname or "127.0.0.1", parsed.port, timeout=self.timeout)
+        else:
+            conn = _PinnedHTTPSConnection(self.endpoint() or self.domain, self.domain, self.timeout)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, _json(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, _json(exc.read())
-        except (urllib.error.URLError, OSError) as exc:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, _json(resp.read())
+        except (OSError, http.client.HTTPException) as exc:
             return 0, {"error": f"no answer: {exc}"}
+        finally:
+            conn.close()
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to `address` with `server_name` for SNI and certificate checks (curl's --connect-to)."""
+
+    def __init__(self, address: str, server_name: str, timeout: float):
+        super().__init__(address, 443, timeout=timeout, context=ssl.create_default_context())
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -132,6 +156,7 @@ class FailoverTest:
         self._undo: list[Callable[[], None]] = []
         self._items: list[str] = []
         self._verify_item: dict[str, Any] = {}
+        self._check_ids: dict[str, str] = {}
         self._written_at = 0.0
         self.sandbox_url = ctx.clients.endpoint_url if ctx.clients.endpoint_url and \
             control.ping(ctx.clients.endpoint_url) else None
@@ -141,12 +166,25 @@ class FailoverTest:
     def healthy(self, region: str) -> bool:
         from multiregion.stages.health_checks import health_status
 
-        return bool(health_status(self.ctx, region).get("healthy"))
+        # The check ids are looked up once: listing every check of the account on each poll would run
+        # into Route 53's request rate limit.
+        status = health_status(self.ctx, region, self._check_ids.get(region))
+        if status.get("check_id"):
+            self._check_ids[region] = status["check_id"]
+        return bool(status.get("healthy"))
 
-    def serving_region(self) -> str | None:
+    def answer(self) -> tuple[str | None, str | None]:
+        """Route 53's answer for the client: (the endpoint's name, the region it is)."""
         from multiregion.stages.routing import dns_answer
 
-        return dns_answer(self.ctx, self.report.client_region or self.config.primary)[1]
+        return dns_answer(self.ctx, self.report.client_region or self.config.primary, self.report.client_ip)
+
+    def serving_region(self) -> str | None:
+        return self.answer()[1]
+
+    def _health_check(self, region: str, want_healthy: bool) -> tuple[bool, str]:
+        healthy = self.healthy(region)
+        return healthy == want_healthy, "healthy" if healthy else "unhealthy"
 
     # ---------------------------------------------------------------- running
 
@@ -243,6 +281,10 @@ class FailoverTest:
             raise CheckFailed(f"the write was served by {item.get('region')}, Route 53 answers {r.served_before}")
         self._read_item(item["id"], expect_region=r.served_before)
         r.failed_region = self.opts.region or r.served_before
+        if r.failed_region != r.served_before:
+            raise CheckFailed(f"the client in {r.client_region} is served by {r.served_before}, not "
+                              f"{r.failed_region}: failing {r.failed_region} would move nothing; pick the client "
+                              f"with --client-region {r.failed_region}")
         return f"client in {r.client_region} served by {r.served_before}"
 
     def inject(self) -> str:
@@ -254,25 +296,21 @@ class FailoverTest:
         if self.opts.mode == "health":
             name = self.config.name("health")
             env = lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
-            self._set_env(failed, name, {**env, "STATUS": "404"})
+            # Registered before the write: an interrupted write or wait is still undone.
             self._undo.append(lambda: self._set_env(failed, name, env))
+            self._set_env(failed, name, {**env, "STATUS": "404"})
             return f"{name} in {failed}: STATUS={env.get('STATUS', '(unset)')} -> 404"
         for suffix in ("put", "get", "health"):
             name = self.config.name(suffix)
             before = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
             self._undo.append(lambda n=name, b=before: self._set_concurrency(failed, n, b))
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
         return f"reserved concurrency 0 on the item API's three functions in {failed}"
 
     def _set_env(self, region: str, name: str, variables: dict[str, str]) -> None:
         lam = self.ctx.clients("lambda", region)
         lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
-
-        def updated() -> tuple[bool, str]:
-            status = lam.get_function_configuration(FunctionName=name).get("LastUpdateStatus", "Successful")
-            return status != "InProgress", status
-
-        self.ctx.wait_until(f"{name} updated", region, updated)
+        wait_function_updated(self.ctx, region, name, "failover-test")
 
     def _set_concurrency(self, region: str, name: str, value: int | None) -> None:
         lam = self.ctx.clients("lambda", region)
@@ -285,8 +323,7 @@ class FailoverTest:
         failed = self.report.failed_region or ""
         hc = self.config.health_check
         started = time.monotonic()
-        self._poll("Route 53 to see the region unhealthy", failed,
-                   lambda: (not self.healthy(failed), "healthy" if self.healthy(failed) else "unhealthy"))
+        self._poll("Route 53 to see the region unhealthy", failed, lambda: self._health_check(failed, False))
         r = self.report
         r.detection_seconds = round(time.monotonic() - started, 2)
         r.detection_bound_seconds = round(hc.interval * (hc.failure_threshold + 1) / self.time_scale, 2)
@@ -305,7 +342,10 @@ class FailoverTest:
         self.report.served_after = self.serving_region()
         expected = self._nearest_healthy(exclude=failed)
         if expected and self.report.served_after != expected:
-            raise CheckFailed(f"answered {self.report.served_after}, the nearest healthy region is {expected}")
+            if self.sandbox_url:  # the sandbox routes by distance, so this is exact there
+                raise CheckFailed(f"answered {self.report.served_after}, the nearest healthy region is {expected}")
+            # AWS routes by measured latency, which distance only approximates.
+            return f"client now answered {self.report.served_after} (nearest by distance: {expected})"
         return f"client now answered {self.report.served_after}"
 
     def _nearest_healthy(self, exclude: str | None) -> str | None:
@@ -339,11 +379,16 @@ class FailoverTest:
         return f"replicated into {failed} in {self.report.replication_lag_seconds}s"
 
     def restore(self) -> str:
-        while self._undo:
-            self._undo.pop()()
+        errors = []
+        while self._undo:  # every undo is tried, whatever the others do
+            try:
+                self._undo.pop()()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        if errors:
+            raise CheckFailed("could not undo everything: " + "; ".join(errors))
         failed = self.report.failed_region or ""
-        self._poll("the region to be healthy again", failed,
-                   lambda: (self.healthy(failed), "healthy" if self.healthy(failed) else "unhealthy"))
+        self._poll("the region to be healthy again", failed, lambda: self._health_check(failed, True))
         before = self.report.served_before
 
         def back() -> tuple[bool, str]:
@@ -359,7 +404,8 @@ class FailoverTest:
     # ---------------------------------------------------------------- items
 
     def _client(self) -> GlobalName:
-        return GlobalName(self.config.domain.name, self.sandbox_url, self.report.client_ip)
+        return GlobalName(self.config.domain.name, self.sandbox_url, self.report.client_ip,
+                          endpoint=lambda: self.answer()[0])
 
     def _write_item(self, label: str) -> dict[str, Any]:
         item_id = f"{TEST_ITEM_PREFIX}-{label}-{uuid.uuid4().hex[:8]}"

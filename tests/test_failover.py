@@ -166,3 +166,46 @@ def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path
     assert code == 0, report
     assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
         "eu-west-1", "eu-central-1", "eu-west-1")
+
+
+def test_interrupted_injection_is_still_undone(stack: Cli, sandbox_server: Sandbox,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiregion.failover as failover
+
+    real = failover.wait_function_updated
+    calls = {"n": 0}
+
+    def interrupted_once(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the wait right after STATUS=404 was written
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(failover, "wait_function_updated", interrupted_once)
+    code, report = stack.json("failover-test")
+    assert code == 1 and report["failed_step"] == "inject"
+    assert report["restored"] is True
+    assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
+
+
+def test_every_undo_is_tried_when_one_fails(stack: Cli, sandbox_server: Sandbox,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    real = FailoverTest._set_concurrency
+    monkeypatch.setattr(FailoverTest, "detect", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+
+    def fails_for_health(self: FailoverTest, region: str, name: str, value: Any) -> None:
+        if name == "items-health":
+            raise RuntimeError("simulated AWS refusal")
+        real(self, region, name, value)
+
+    monkeypatch.setattr(FailoverTest, "_set_concurrency", fails_for_health)
+    code, report = stack.json("failover-test", "--mode", "outage")
+    assert code == 1 and report["restored"] is False
+    assert [s["step"] for s in report["timeline"]][-1] == "restore"
+    assert "simulated AWS refusal" in report["timeline"][-1]["detail"]
+    # The other two functions were restored even though the health function's undo failed.
+    assert concurrency(sandbox_server, "eu-west-1", "items-put") is None
+    assert concurrency(sandbox_server, "eu-west-1", "items-get") is None
+    # Put the stack back for the tests after this one: `up` removes the leftover throttle.
+    assert stack.json("up")[0] == 0
+    assert concurrency(sandbox_server, "eu-west-1", "items-health") is None

@@ -216,6 +216,23 @@ def test_status_drift_is_reported_then_restored(cli: Cli, aws: Any, sandbox: San
     assert planned(cli) == []
 
 
+def test_reserved_concurrency_zero_left_behind_is_drift(cli: Cli, aws: Any) -> None:
+    up(cli)
+    lam = aws("lambda", "eu-west-1")
+    lam.put_function_concurrency(FunctionName="items-get", ReservedConcurrentExecutions=0)
+    lam.put_function_concurrency(FunctionName="items-put", ReservedConcurrentExecutions=5)  # a user's choice
+
+    code, plan = cli.json("plan", *MINE)
+    assert code == 0
+    assert [(c["region"], c["resource"]) for c in plan["changes"]] == [("eu-west-1", "function items-get")]
+    assert "reserved concurrency 0" in plan["changes"][0]["reason"]
+    doc = up(cli)
+    assert doc["api_calls"]["writes"] == {"DeleteFunctionConcurrency": 1}
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName="items-get")
+    assert lam.get_function_concurrency(FunctionName="items-put")["ReservedConcurrentExecutions"] == 5
+    assert planned(cli) == []
+
+
 def test_configuration_change_and_unknown_variables(cli: Cli, aws: Any, write_config: Callable[..., Path]) -> None:
     up(cli)
     lam = aws("lambda", "eu-west-1")

@@ -13,8 +13,6 @@ did not restore, or a hand edit) is reported as drift in the plan, never reset s
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -111,18 +109,26 @@ def get_function(ctx: Context, region: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def wait_function_updated(ctx: Context, region: str, name: str, stage: str = "functions") -> None:
+    """`function_updated_v2` semantics: State Active and LastUpdateStatus Successful; Failed is an error."""
+
+    def ready() -> tuple[bool, str]:
+        function = get_function(ctx, region, name)
+        if function is None:
+            raise StepError(stage, region, f"function {name}", "disappeared while being converged", "run `up` again")
+        config = function["Configuration"]
+        state, update = config.get("State", "Active"), config.get("LastUpdateStatus", "Successful")
+        if state == "Failed" or update == "Failed":
+            reason = config.get("LastUpdateStatusReason") or config.get("StateReason") or "no reason given"
+            raise StepError(stage, region, f"function {name}", f"state {state}, last update {update}: {reason}",
+                            "fix the cause, then run `up` again")
+        return state == "Active" and update == "Successful", f"{state}, last update {update}"
+
+    ctx.wait_until(f"function {name} updated", region, ready)
+
+
 def is_ours(ctx: Context, function: dict[str, Any]) -> bool:
     return (function.get("Tags") or {}).get(TAG_STACK) == ctx.config.service
-
-
-def once(ctx: Context, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """Like ctx.memo, but holding only this key's lock while computing: ensuring the role takes seconds
-    and other stages' memos must not wait for it. A failure is not remembered, so the next caller retries."""
-    cell: dict[str, Any] = ctx.memo(("once", *key), lambda: {"lock": threading.Lock()})
-    with cell["lock"]:
-        if "value" not in cell:
-            cell["value"] = compute()
-        return cell["value"]
 
 
 def _canonical(document: Any) -> Any:
@@ -284,7 +290,7 @@ class FunctionsStage(Stage):
         return [self.change(GLOBAL, "update", f"role {role.name}", "; ".join(diffs), self._ensure_role)]
 
     def _ensure_role(self) -> str:
-        return str(once(self.ctx, (self.name, "role"), Role(self.ctx, self.name).ensure))
+        return str(self.ctx.memo((self.name, "role"), Role(self.ctx, self.name).ensure))
 
     def _zip(self, component: str) -> bytes:
         return bytes(self.ctx.memo((self.name, "zip", component), lambda: packaging.build_zip(component)))
@@ -312,13 +318,18 @@ class FunctionsStage(Stage):
         tags = {k: v for k, v in self.ctx.tags(region).items() if (function.get("Tags") or {}).get(k) != v}
         if tags:
             reasons.append(f"tags {', '.join(tags)}")
+        # Reserved concurrency 0 is how an outage is rehearsed; left behind (a killed failover-test), it
+        # throttles every call while everything else looks converged.
+        throttled = self._reserved_concurrency(region, name) == 0
+        if throttled:
+            reasons.append("drift: reserved concurrency 0 throttles every call -> removed")
         if not reasons:
             if deployed.get("State", "Active") == "Active" and deployed.get("LastUpdateStatus",
                                                                             "Successful") == "Successful":
                 self._ready[region].add(component)
             return None
         return self.change(region, "update", f"function {name}", "; ".join(reasons),
-                           lambda: self._update(region, component, code, settings, tags))
+                           lambda: self._update(region, component, code, settings, tags, throttled))
 
     def _configuration_diff(self, deployed: dict[str, Any], component: str, reasons: list[str]) -> dict[str, Any]:
         """The UpdateFunctionConfiguration arguments that differ (reasons appended), {} when none does."""
@@ -364,8 +375,12 @@ class FunctionsStage(Stage):
                                        f"(IAM propagation); retrying in {delay:g} s")
                 self.ctx.sleep(delay)
 
+    def _reserved_concurrency(self, region: str, name: str) -> int | None:
+        answer = self.ctx.clients("lambda", region).get_function_concurrency(FunctionName=name)
+        return answer.get("ReservedConcurrentExecutions")
+
     def _update(self, region: str, component: str, code: bytes | None, settings: dict[str, Any],
-                tags: dict[str, str]) -> None:
+                tags: dict[str, str], unthrottle: bool = False) -> None:
         name = function_name(self.ctx, component)
         lam = self.ctx.clients("lambda", region)
         self._ensure_role()
@@ -379,24 +394,11 @@ class FunctionsStage(Stage):
             self._wait_updated(region, name)
         if tags:
             lam.tag_resource(Resource=function_arn(self.ctx, region, component), Tags=tags)
+        if unthrottle:
+            lam.delete_function_concurrency(FunctionName=name)
 
     def _wait_updated(self, region: str, name: str) -> None:
-        """`function_updated_v2` semantics: State Active and LastUpdateStatus Successful."""
-
-        def ready() -> tuple[bool, str]:
-            function = get_function(self.ctx, region, name)
-            if function is None:
-                raise StepError(self.name, region, f"function {name}", "disappeared while being converged",
-                                "run `up` again")
-            config = function["Configuration"]
-            state, update = config.get("State", "Active"), config.get("LastUpdateStatus", "Successful")
-            if state == "Failed" or update == "Failed":
-                reason = config.get("LastUpdateStatusReason") or config.get("StateReason") or "no reason given"
-                raise StepError(self.name, region, f"function {name}", f"state {state}, last update {update}: "
-                                f"{reason}", "fix the cause, then run `up` again")
-            return state == "Active" and update == "Successful", f"{state}, last update {update}"
-
-        self.ctx.wait_until(f"function {name} updated", region, ready)
+        wait_function_updated(self.ctx, region, name, self.name)
 
     def settle(self, region: str) -> None:
         for component in COMPONENTS:

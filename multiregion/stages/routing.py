@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from multiregion.engine import GLOBAL, Change, Conflict, Context, Stage, StepErr
 from multiregion.regions import REGIONS, client_ip
 from multiregion.stages.domains import regional_domain
 from multiregion.stages.health_checks import active_checks, delete_retired, retired_checks, route53
-from multiregion.stages.zone import find_hosted_zone, hosted_zone_id
+from multiregion.stages.zone import find_hosted_zone, hosted_zone_id, short_id
 
 POLICY_FORMAT = "2015-10-01"
 POLICY_TYPE = "CNAME"  # there is no API Gateway endpoint type in traffic policies: a value endpoint
@@ -46,10 +47,6 @@ _EXECUTE_API_RE = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 def dns_name(name: str | None) -> str:
     return (name or "").rstrip(".").lower()
-
-
-def bare_zone_id(zone_id: str) -> str:
-    return zone_id.rsplit("/", 1)[-1]
 
 
 # ------------------------------------------------------------------------------------------ what we want
@@ -270,10 +267,10 @@ class RoutingStage(Stage):
     def _zone(self) -> str | None:
         """The hosted zone's id, or None before it exists (a plan on a fresh account)."""
         zone = find_hosted_zone(self.ctx)
-        return bare_zone_id(zone["Id"]) if zone else None
+        return short_id(zone["Id"]) if zone else None
 
     def _require_zone(self) -> str:
-        return bare_zone_id(hosted_zone_id(self.ctx))
+        return short_id(hosted_zone_id(self.ctx))
 
     def _read(self, zone_id: str | None) -> RoutingState:
         state = RoutingState(zone_id, policy=find_policy(self.ctx))
@@ -651,21 +648,37 @@ def serving_region(ctx: Context, answer: str | None) -> str | None:
     return match.group(1) if match and match.group(1) in ctx.config.regions else None
 
 
-def dns_answer(ctx: Context, client_region: str) -> tuple[str | None, str | None]:
+def dns_answer(ctx: Context, client_region: str, ip: str | None = None) -> tuple[str | None, str | None]:
     """What the global name answers for a client in `client_region` (TestDNSAnswer with an EDNS0 client
-    subnet there), and which configured region that answer is."""
+    subnet there, or at `ip`), and which configured region that answer is."""
     zone = hosted_zone_id(ctx)
     record_type = POLICY_TYPE if ctx.config.routing.mode == "traffic-policy" else ALIAS_TYPE
     answer = route53(ctx).test_dns_answer(
-        HostedZoneId=bare_zone_id(zone), RecordName=dns_name(ctx.config.domain.name), RecordType=record_type,
-        EDNS0ClientSubnetIP=client_ip(client_region), EDNS0ClientSubnetMask="24")
+        HostedZoneId=short_id(zone), RecordName=dns_name(ctx.config.domain.name), RecordType=record_type,
+        EDNS0ClientSubnetIP=ip or client_ip(client_region), EDNS0ClientSubnetMask="24")
     data = [d for d in answer.get("RecordData", []) if d]
     if not data:
         return None, None
     first = dns_name(data[0])
     if _is_ip(first):
-        return first, None
+        # An alias record is answered with the target's addresses: find whose they are.
+        return first, ctx.memo(("routing", "address", first), lambda: region_of_address(ctx, first))
     return first, serving_region(ctx, first)
+
+
+def region_of_address(ctx: Context, address: str) -> str | None:
+    """The configured region whose regional domain name resolves to `address` (alias answers on AWS)."""
+    for region in ctx.config.regions:
+        domain = regional_domain(ctx, region)
+        if not domain:
+            continue
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(domain[0], 443, proto=socket.IPPROTO_TCP)}
+        except OSError:
+            continue
+        if address in addresses:
+            return region
+    return None
 
 
 def _is_ip(value: str) -> bool:
