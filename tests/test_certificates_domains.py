@@ -389,6 +389,21 @@ def test_down_keeps_the_record_while_a_certificate_still_needs_it(cli: Cli, aws:
     assert certs(aws, "eu-west-1") == certs(aws, "us-east-1") == []
 
 
+def test_down_keeps_another_accounts_validation_record(cli: Cli, aws: Any, rest_apis: dict[str, str]) -> None:
+    assert cli.json("up", *MINE)[0] == 0
+    [zone] = zones(aws)
+    # Another account validating the same name writes its own record, with a label of its own.
+    foreign = {"Name": f"_0123456789abcdef.{DOMAIN}.", "Type": "CNAME", "TTL": 300,
+               "ResourceRecords": [{"Value": "_fedcba9876543210.xyz.acm-validations.aws."}]}
+    aws("route53").change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={
+        "Changes": [{"Action": "CREATE", "ResourceRecordSet": foreign}]})
+    assert len(validation_records(aws, zone["Id"])) == 2
+    code, doc = cli.json("down", "--yes")
+    assert code == 0, doc
+    [left] = zones(aws)  # kept: it still holds a record that is not ours
+    assert [r["Name"] for r in validation_records(aws, left["Id"])] == [foreign["Name"]]
+
+
 def test_zone_creation_moves_past_a_caller_reference_already_used(sandbox: Sandbox) -> None:
     # After `down`, Route 53 refuses the reference of the deleted zone: the next one in the sequence is used.
     ctx = context(sandbox)

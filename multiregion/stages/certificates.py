@@ -130,13 +130,22 @@ def _is_validation_record(rrset: dict[str, Any], domain: str) -> bool:
             and all(v.endswith(VALIDATION_SUFFIX) for v in values))
 
 
+def released_records(ctx: Context) -> set[tuple[str, tuple[str, ...]]]:
+    """(name, values) of the validation records of the certificates this run's `down` deletes."""
+    return ctx.memo((STAGE, "released-records"), set)  # type: ignore[no-any-return]
+
+
 def unused_validation_records(ctx: Context, zone_id: str) -> list[dict[str, Any]]:
     """The zone's ACM validation records for domain.name, if no certificate (this stack's or not) still
     needs one: pending certificates to be validated, issued ones to be renewed. Certificates of the same
     name and account share the record in every region (a CloudFront certificate in us-east-1, say), so
     every known region is asked, not only the configured ones."""
     domain = fqdn(ctx.config.domain.name)
-    records = [rr for rr in record_sets(ctx, zone_id) if _is_validation_record(rr, domain)]
+    # Only records our own certificates used: another account's certificate for the same name has a
+    # record of its own in this zone, and its renewal depends on it.
+    ours = released_records(ctx)
+    records = [rr for rr in record_sets(ctx, zone_id) if _is_validation_record(rr, domain)
+               and (fqdn(rr["Name"]), tuple(fqdn(v["Value"]) for v in rr["ResourceRecords"])) in ours]
     if not records:
         return []
     needing, unknown = [], []
@@ -279,9 +288,13 @@ class CertificatesStage(Stage):
     # ------------------------------------------------------------------ down and status
 
     def destroy(self, region: str) -> list[Change]:
+        certificates = stack_certificates(self.ctx, region)
+        for c in certificates:  # remembered before deleting: afterwards ACM no longer tells
+            described = describe_certificate(self.ctx, region, c["CertificateArn"])
+            for record in validation_records(described or {}) or []:
+                released_records(self.ctx).add((fqdn(record["Name"]), (fqdn(record["Value"]),)))
         return [self.change(region, "delete", f"certificate {c['CertificateArn']}", f"{c['Status']}, down",
-                            lambda arn=c["CertificateArn"]: self._delete(region, arn))
-                for c in stack_certificates(self.ctx, region)]
+                            lambda arn=c["CertificateArn"]: self._delete(region, arn)) for c in certificates]
 
     def _delete(self, region: str, arn: str) -> None:
         def deleted() -> tuple[bool, str]:

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from multiregion.aws import error_code
 from multiregion.config import Config
 from multiregion.engine import TAG_REGION, TAG_STACK, Change, Context, Stage, StepError
@@ -104,8 +106,21 @@ def generation_of(check: dict[str, Any]) -> tuple[int, int]:
     return (int(match.group("day")), int(match.group("gen"))) if match else (0, 0)
 
 
-def all_health_checks(ctx: Context) -> list[dict[str, Any]]:
-    """Every health check of the account, each with its tags under "Tags" (a dict)."""
+def all_health_checks(ctx: Context, attempts: int = 3) -> list[dict[str, Any]]:
+    """Every health check of the account, each with its tags under "Tags" (a dict).
+
+    A check deleted between the listing and the tag lookup (our own `down` in another region, or anyone
+    in the account) fails the whole ListTagsForResources batch: list again."""
+    for attempt in range(attempts):
+        try:
+            return _health_checks_with_tags(ctx)
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchHealthCheck" or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _health_checks_with_tags(ctx: Context) -> list[dict[str, Any]]:
     client = route53(ctx)
     checks = [c for page in client.get_paginator("list_health_checks").paginate() for c in page["HealthChecks"]]
     tags: dict[str, dict[str, str]] = {}
