@@ -154,7 +154,7 @@ class FailoverTest:
         self.on_step = on_step
         self.report = Report(mode=options.mode)
         self._undo: list[Callable[[], None]] = []
-        self._items: list[str] = []
+        self._items: dict[str, str] = {}  # test item id -> region that wrote it
         self._verify_item: dict[str, Any] = {}
         self._check_ids: dict[str, str] = {}
         self._written_at = 0.0
@@ -409,11 +409,13 @@ class FailoverTest:
 
     def _write_item(self, label: str) -> dict[str, Any]:
         item_id = f"{TEST_ITEM_PREFIX}-{label}-{uuid.uuid4().hex[:8]}"
-        self._items.append(item_id)
+        self._items[item_id] = self.config.primary
         status, body = self._client().request("POST", "/item", {"id": item_id, "name": label})
         self._written_at = time.monotonic()
         if status != 201:
             raise CheckFailed(f"POST /item through {self.config.domain.name} answered {status}: {body}")
+        if body.get("region") in self.config.regions:
+            self._items[item_id] = body["region"]
         return body
 
     def _read_item(self, item_id: str, expect_region: str | None) -> dict[str, Any]:
@@ -426,11 +428,11 @@ class FailoverTest:
         return body
 
     def _cleanup_items(self) -> None:
-        """Test items are removed (through the primary; the delete replicates)."""
-        table = self.ctx.clients("dynamodb", self.config.primary)
-        for item_id in self._items:
+        """Test items are removed where they were written: the delete is newer than the write everywhere, so
+        it wins wherever the write replicates, even late."""
+        for item_id, region in self._items.items():
             try:
-                table.delete_item(TableName=self.config.table.name,
-                                  Key={self.config.table.hash_key: {"S": item_id}})
+                self.ctx.clients("dynamodb", region).delete_item(
+                    TableName=self.config.table.name, Key={self.config.table.hash_key: {"S": item_id}})
             except Exception as exc:  # cleanup must not hide the result; say what is left behind
                 self.ctx.reporter.warn(f"could not remove test item {item_id}: {exc}")

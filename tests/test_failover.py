@@ -11,7 +11,7 @@ import pytest
 
 from multiregion.failover import TEST_ITEM_PREFIX, FailoverTest
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 
 # The detection bound is measured by polling Route 53's status; allow one poll period on top.
 POLL_SLACK = 0.5
@@ -79,13 +79,9 @@ def test_passes_and_reports_the_move(stack: Cli, sandbox_server: Sandbox, mode: 
     for fn in ("items-put", "items-get", "items-health"):
         assert concurrency(sandbox_server, "eu-west-1", fn) is None
     assert stack.json("plan")[1]["changes"] == []
-    # Test items are removed.
-    import boto3
-
-    ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=sandbox_server.url,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    items = ddb.scan(TableName="items")["Items"]
-    assert not [i for i in items if i["id"]["S"].startswith(TEST_ITEM_PREFIX)]
+    # Test items are removed, in every region.
+    for region in ("eu-west-1", "us-east-1"):
+        wait_for(lambda r=region: not stack_test_items(sandbox_server, r), timeout=5)
 
 
 def test_text_report_shows_the_timeline(stack: Cli) -> None:
@@ -105,6 +101,18 @@ def test_replication_that_does_not_reach_the_failed_region_fails_the_test(stack:
     assert "replicate into eu-west-1" in report["error"]
     assert report["restored"] is True
     assert health_env(clean_faults, "eu-west-1")["STATUS"] == "200"
+    # Once replication resumes, the held writes arrive, and so do the deletes of the test items.
+    clean_faults.faults["replication_paused"] = []
+    wait_for(lambda: not stack_test_items(clean_faults, "eu-west-1"), timeout=5)
+    assert not stack_test_items(clean_faults, "us-east-1")
+
+
+def stack_test_items(sandbox: Sandbox, region: str) -> list[str]:
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name=region, endpoint_url=sandbox.url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return [i["id"]["S"] for i in ddb.scan(TableName="items")["Items"] if i["id"]["S"].startswith(TEST_ITEM_PREFIX)]
 
 
 def test_a_health_check_that_never_turns_unhealthy_fails_detection(stack: Cli, clean_faults: Sandbox) -> None:
@@ -158,16 +166,6 @@ def test_region_outside_the_stack_is_refused(stack: Cli) -> None:
     assert "not one of the stack's regions" in report["error"]
 
 
-def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path]) -> None:
-    cli = Cli(write_config(regions=["eu-west-1", "us-east-1", "eu-central-1"]))
-    code, doc = cli.json("up")
-    assert code == 0, doc
-    code, report = cli.json("failover-test")
-    assert code == 0, report
-    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
-        "eu-west-1", "eu-central-1", "eu-west-1")
-
-
 def test_interrupted_injection_is_still_undone(stack: Cli, sandbox_server: Sandbox,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import multiregion.failover as failover
@@ -183,7 +181,7 @@ def test_interrupted_injection_is_still_undone(stack: Cli, sandbox_server: Sandb
 
     monkeypatch.setattr(failover, "wait_function_updated", interrupted_once)
     code, report = stack.json("failover-test")
-    assert code == 1 and report["failed_step"] == "inject"
+    assert code == 1 and report["failed_step"] == "inject", report["error"]
     assert report["restored"] is True
     assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
 
@@ -209,3 +207,14 @@ def test_every_undo_is_tried_when_one_fails(stack: Cli, sandbox_server: Sandbox,
     # Put the stack back for the tests after this one: `up` removes the leftover throttle.
     assert stack.json("up")[0] == 0
     assert concurrency(sandbox_server, "eu-west-1", "items-health") is None
+
+
+# Last: it resets the sandbox, which the module's shared stack lives in.
+def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path]) -> None:
+    cli = Cli(write_config(regions=["eu-west-1", "us-east-1", "eu-central-1"]))
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    code, report = cli.json("failover-test")
+    assert code == 0, report
+    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
+        "eu-west-1", "eu-central-1", "eu-west-1")

@@ -480,3 +480,27 @@ def test_role_is_deleted_only_once_no_function_remains(cli: Cli, sandbox: Sandbo
     role_change.apply()  # type: ignore[misc]
     with pytest.raises(ClientError, match="NoSuchEntity"):
         aws("iam", "eu-west-1").get_role(RoleName="items-lambda")
+
+
+def test_role_policy_stays_within_iams_size_limit() -> None:
+    import json
+
+    from multiregion.aws import ClientProvider
+    from multiregion.config import parse_config
+    from multiregion.engine import Context
+    from multiregion.regions import REGIONS as ALL_REGIONS
+
+    def policy(service: str, regions: list[str]) -> dict[str, Any]:
+        config = parse_config({"service": service, "regions": regions,
+                               "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
+        ctx = Context(config=config, clients=ClientProvider("http://127.0.0.1:9"))
+        ctx.memo(("sts", "caller"), lambda: ("123456789012", "aws"))
+        return functions_stage.permissions_policy(ctx)
+
+    small = policy("items", ["eu-west-1", "us-east-1"])
+    assert {r.split(":")[3] for r in small["Statement"][1]["Resource"]} == {"eu-west-1", "us-east-1"}
+    big = policy("a-rather-long-service-name-x1234", list(ALL_REGIONS))
+    assert len(json.dumps(big, separators=(",", ":"))) <= functions_stage.INLINE_POLICY_LIMIT
+    assert {r.split(":")[3] for r in big["Statement"][1]["Resource"]} == {"*"}
+    # The table stays limited to the configured regions either way.
+    assert len(big["Statement"][0]["Resource"]) == len(ALL_REGIONS)

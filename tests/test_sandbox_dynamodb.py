@@ -93,3 +93,49 @@ def test_paused_replication_fault(pair: tuple[Any, Any], sandbox: Sandbox) -> No
     us.put_item(TableName="t", Item={"id": {"S": "out"}})
     wait_for(lambda: get(eu, "out"))
     assert get(us, "held") is None
+
+
+def test_a_replicated_delete_never_hides_a_local_write(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
+    eu, us = pair
+    from multiregion.sandbox.dynamodb import backend
+
+    with sandbox.lock:
+        # An item that reached eu-west-1 only (marked as a replicated write there, so it stays put)...
+        backend("eu-west-1").put_item("t", {"id": {"S": "ghost"}})
+        backend("eu-west-1").tables["t"].stream_shard.items[-1]._multiregion_origin = "elsewhere"
+        # ...is deleted there, and then us-east-1 writes something else, in the same replication pass.
+        backend("eu-west-1").delete_item("t", {"id": {"S": "ghost"}})
+        backend("us-east-1").put_item("t", {"id": {"S": "local"}})
+    assert wait_for(lambda: get(eu, "local"))
+
+
+def test_simultaneous_writes_converge_to_one_value(pair: tuple[Any, Any], sandbox: Sandbox,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    import moto.dynamodb.models.table as moto_table
+
+    from multiregion.sandbox.dynamodb import backend
+
+    frozen = datetime.datetime(2026, 1, 1)  # naive, as moto keeps its times
+    eu, us = pair
+    with sandbox.lock:
+        monkeypatch.setattr(moto_table, "utcnow", lambda: frozen)
+        backend("eu-west-1").put_item("t", {"id": {"S": "tie"}, "v": {"S": "eu"}})
+        backend("us-east-1").put_item("t", {"id": {"S": "tie"}, "v": {"S": "us"}})
+        monkeypatch.undo()
+    wait_for(lambda: get(eu, "tie")["v"] == get(us, "tie")["v"])
+    # Same time: the region breaks the tie, the same way everywhere.
+    assert get(eu, "tie")["v"] == {"S": "us"}
+
+
+def test_paused_replication_holds_writes_until_it_resumes(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
+    eu, us = pair
+    sandbox.faults["replication_paused"] = ["us-east-1"]
+    eu.put_item(TableName="t", Item={"id": {"S": "late"}})
+    eu.put_item(TableName="t", Item={"id": {"S": "late"}, "v": {"S": "second"}})
+    ext = next(e for e in sandbox.app.extensions if type(e).__name__ == "GlobalTables")
+    ext.replicate_once()
+    assert get(us, "late") is None
+    sandbox.faults["replication_paused"] = []
+    assert wait_for(lambda: get(us, "late"))["v"] == {"S": "second"}

@@ -48,10 +48,12 @@ class GlobalTables(Extension):
     def __init__(self, sandbox: Any):
         super().__init__(sandbox)
         self.groups: dict[str, ReplicaGroup] = {}
-        # (table, region) -> index of the next stream record to read, and the shard it belongs to
-        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
-        # (table, region, key) -> time of the newest write applied to that item in that region
-        self.last_write: dict[tuple[str, str, str], float] = {}
+        # (table, region) -> the stream shard being read, and the index of its next record
+        self.offsets: dict[tuple[str, str], tuple[Any, int]] = {}
+        # (table, region, key) -> (time, writing region) of the newest write applied to that item there
+        self.last_write: dict[tuple[str, str, str], tuple[float, str]] = {}
+        # (table, target region) -> writes not yet applied there (the target's replication is paused)
+        self.backlog: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -126,6 +128,10 @@ class GlobalTables(Extension):
             if target in group.replicas:
                 return aws_json_error(validation, f"Failed to create a replica of table {name} in region "
                                                   f"{target}: replica already exists")
+            stream = source.stream_specification or {}
+            if stream.get("StreamEnabled") and stream.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
+                return aws_json_error(validation, "Table must have DynamoDB Streams enabled with "
+                                                  "StreamViewType set to NEW_AND_OLD_IMAGES to add replicas")
             if name in backend(target).tables:
                 return aws_json_error(validation, f"Failed to create a the new replica of table with name: "
                                                   f"'{name}' because one or more replicas already existed "
@@ -158,6 +164,9 @@ class GlobalTables(Extension):
             attrs = item.to_json()["Attributes"]
             backend(target).put_item(name, attrs)
             self._mark_last(replica, source_region)
+        # The backfill carried everything written so far: replication starts from here on both sides.
+        self.offsets.setdefault((name, source_region), (source.stream_shard, len(source.stream_shard.items)))
+        self.offsets[(name, target)] = (replica.stream_shard, len(replica.stream_shard.items))
 
     def _left_group(self, name: str, region: str) -> None:
         with self.sandbox.lock:
@@ -166,8 +175,11 @@ class GlobalTables(Extension):
                 return
             group.replicas.pop(region, None)
             self.offsets.pop((name, region), None)
+            self.backlog.pop((name, region), None)
             if len(group.replicas) <= 1:
                 del self.groups[name]
+                for slot in [k for k in self.offsets if k[0] == name]:
+                    del self.offsets[slot]
 
     # ------------------------------------------------------------------ replication
 
@@ -178,11 +190,15 @@ class GlobalTables(Extension):
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
     def reset(self) -> None:
         self.groups.clear()
         self.offsets.clear()
         self.last_write.clear()
+        self.backlog.clear()
 
     def _run(self) -> None:
         while not self._stop.wait(self.sandbox.options.replication_interval):
@@ -205,50 +221,60 @@ class GlobalTables(Extension):
                     records += [(region, rec) for rec in self._new_records(group.name, region, table)]
                 # First learn every region's own writes, then apply in time order, so last writer wins.
                 for region, rec in records:
-                    if getattr(rec, _ORIGIN, None):
-                        continue
-                    key, ts = _key(rec), _timestamp(rec)
-                    slot = (group.name, region, key)
-                    self.last_write[slot] = max(self.last_write.get(slot, 0.0), ts)
-                for region, rec in sorted(records, key=lambda r: (_timestamp(r[1]), r[0])):
-                    if getattr(rec, _ORIGIN, None):
-                        continue
-                    for target in group.replicas:
-                        if target == region or target in paused:
-                            continue
+                    if not getattr(rec, _ORIGIN, None):
+                        slot = (group.name, region, _key(rec))
+                        self.last_write[slot] = max(self.last_write.get(slot, _NEVER), _version(rec, region))
+                outgoing = [(r, rec) for r, rec in records if not getattr(rec, _ORIGIN, None)]
+                for target in group.replicas:
+                    held = self.backlog.setdefault((group.name, target), [])
+                    held += [(r, rec) for r, rec in outgoing if r != target]
+                    if target in paused:
+                        continue  # held, as AWS holds writes for a replica it cannot reach
+                    for region, rec in sorted(held, key=lambda item: _version(item[1], item[0])):
                         applied += self._apply(group.name, region, target, rec)
+                    held.clear()
         return applied
 
     def _new_records(self, name: str, region: str, table: Any) -> list[Any]:
         shard = table.stream_shard
-        start, shard_id = self.offsets.get((name, region), (0, id(shard)))
-        if shard_id != id(shard) or start > len(shard.items):
-            start = 0
-        self.offsets[(name, region)] = (len(shard.items), id(shard))
+        known, start = self.offsets.get((name, region), (None, 0))
+        if known is not shard or start > len(shard.items):
+            start = 0  # a new stream (the table was recreated): read it from its beginning
+        self.offsets[(name, region)] = (shard, len(shard.items))
         return shard.items[start:]
 
     def _apply(self, name: str, source: str, target: str, rec: Any) -> int:
-        key, ts = _key(rec), _timestamp(rec)
-        slot = (name, target, key)
-        if self.last_write.get(slot, 0.0) > ts:
-            return 0  # the target holds a newer write; it will replicate the other way
+        slot, version = (name, target, _key(rec)), _version(rec, source)
+        if self.last_write.get(slot, _NEVER) > version:
+            return 0  # the target holds a newer write; it replicates the other way
         table = backend(target).tables.get(name)
         if table is None:
             return 0
         data = rec.record["dynamodb"]
+        before = len(table.stream_shard.items) if table.stream_shard is not None else 0
         if rec.record["eventName"] == "REMOVE":
             backend(target).delete_item(name, data["Keys"])
         else:
             backend(target).put_item(name, data["NewImage"])
-        self.last_write[slot] = ts
-        # The replica's own stream now holds this write too: marked, it is never sent back.
-        self._mark_last(table, source)
+        self.last_write[slot] = version
+        # The replica's own stream holds this write too, unless it changed nothing (a delete of an item
+        # that was not there): mark exactly that record, so it is never sent back.
+        if table.stream_shard is not None and len(table.stream_shard.items) > before:
+            setattr(table.stream_shard.items[-1], _ORIGIN, source)
         return 1
 
     @staticmethod
     def _mark_last(table: Any, origin: str) -> None:
         if table.stream_shard is not None and table.stream_shard.items:
             setattr(table.stream_shard.items[-1], _ORIGIN, origin)
+
+
+_NEVER = (0.0, "")
+
+
+def _version(rec: Any, region: str) -> tuple[float, str]:
+    """Last writer wins per item: by write time, ties broken by region so every replica agrees."""
+    return _timestamp(rec), region
 
 
 def _key(rec: Any) -> str:

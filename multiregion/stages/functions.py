@@ -80,23 +80,35 @@ def environment(ctx: Context, component: str) -> dict[str, str]:
     return env
 
 
+INLINE_POLICY_LIMIT = 10_240  # IAM's limit for a role's inline policies, in characters without whitespace
+
+
 def permissions_policy(ctx: Context) -> dict[str, Any]:
     """The role's only permissions: the table's items and the functions' own logs, in configured regions."""
     account, partition = caller_identity(ctx)
     regions = ctx.config.regions
     tables = [f"arn:{partition}:dynamodb:{r}:{account}:table/{ctx.config.table.name}" for r in regions]
-    logs = []
-    for region in regions:
-        for component in COMPONENTS:
-            group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{function_name(ctx, component)}"
-            logs += [group, f"{group}:*"]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ItemTable", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": tables},
-            {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS, "Resource": logs},
-        ],
-    }
+
+    def document(log_regions: list[str]) -> dict[str, Any]:
+        logs = []
+        for region in log_regions:
+            for component in COMPONENTS:
+                group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{function_name(ctx, component)}"
+                logs += [group, f"{group}:*"]
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ItemTable", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": tables},
+                {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS, "Resource": logs},
+            ],
+        }
+
+    policy = document(list(regions))
+    if len(json.dumps(policy, separators=(",", ":"))) > INLINE_POLICY_LIMIT:
+        # Many regions and a long service name overflow IAM's inline policy size: name the log groups in
+        # every region instead (still only this stack's functions' own groups).
+        policy = document(["*"])
+    return policy
 
 
 def get_function(ctx: Context, region: str, name: str) -> dict[str, Any] | None:

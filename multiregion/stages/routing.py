@@ -203,18 +203,14 @@ def get_instance(ctx: Context, instance_id: str) -> dict[str, Any] | None:
 def records_at(ctx: Context, zone_id: str, name: str) -> list[dict[str, Any]]:
     """Every record set named `name` (ListResourceRecordSets from that name on, until the name changes)."""
     records: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "StartRecordName": name}
-    while True:
-        page = route53(ctx).list_resource_record_sets(**kwargs)
+    pages = route53(ctx).get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id,
+                                                                            StartRecordName=name)
+    for page in pages:
         for record in page.get("ResourceRecordSets", []):
             if dns_name(record["Name"]) != name:
                 return records
             records.append(record)
-        if not page.get("IsTruncated") or dns_name(page.get("NextRecordName")) != name:
-            return records
-        kwargs.update(StartRecordName=page["NextRecordName"], StartRecordType=page["NextRecordType"])
-        if page.get("NextRecordIdentifier"):
-            kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+    return records
 
 
 def is_latency_record(record: dict[str, Any]) -> bool:
