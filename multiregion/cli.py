@@ -409,7 +409,7 @@ def sandbox_regions(as_json: bool) -> None:
         return
     table = Table(title="Regions of the sandbox", title_justify="left")
     for column in ("region", "name", "location", "client subnet", "sample client IP"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=column != "name")  # only the name may wrap, at its spaces
     for row in rows:
         where = f"{row['location']['latitude']:.2f}, {row['location']['longitude']:.2f}"
         table.add_row(row["region"], row["name"], where, row["client_subnet"], row["sample_client_ip"])

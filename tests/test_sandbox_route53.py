@@ -331,3 +331,19 @@ def test_update_keeps_what_it_does_not_name_and_probes_the_new_settings(aws: Any
     reset = r53.update_health_check(HealthCheckId=check_id, ResetElements=["Regions"])["HealthCheck"]
     assert "Regions" not in reset["HealthCheckConfig"] and reset["HealthCheckVersion"] == 3
     assert error_of(lambda: r53.update_health_check(HealthCheckId="nope", Port=80)) == ("NoSuchHealthCheck", 404)
+
+
+def test_create_hosted_zone_refuses_a_caller_reference_used_before(aws: Any) -> None:
+    r53 = aws("route53")
+
+    def create_again() -> str:
+        with pytest.raises(ClientError) as err:
+            r53.create_hosted_zone(Name="ref.example.com", CallerReference="once")
+        return str(err.value.response["Error"]["Code"])
+
+    zone = r53.create_hosted_zone(Name="ref.example.com", CallerReference="once")["HostedZone"]
+    assert create_again() == "HostedZoneAlreadyExists"  # while the zone exists
+    assert len(r53.list_hosted_zones()["HostedZones"]) == 1
+    r53.delete_hosted_zone(Id=zone["Id"])
+    assert create_again() == "HostedZoneAlreadyExists"  # and after it was deleted
+    assert r53.list_hosted_zones()["HostedZones"] == []

@@ -88,6 +88,9 @@ class Forwarded:
 class Extension:
     """What the sandbox adds to moto for one area. Subclasses override what they need."""
 
+    # An extension whose reset waits on processes or sockets resets after sandbox.lock is released.
+    reset_outside_lock = False
+
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 

@@ -78,9 +78,12 @@ def clear_state(pid: int | None = None) -> None:
 
 
 def running() -> SandboxInfo | None:
+    """The background sandbox of the state file, if that very process answers at its port."""
     info = read_state()
-    if info and ping(info.url):
-        return info
+    if info:
+        health = ping(info.url)
+        if health and health.get("pid") == info.pid:
+            return info
     return None
 
 
@@ -117,6 +120,10 @@ def stop(timeout: float = 10.0) -> SandboxInfo | None:
     info = read_state()
     if info is None:
         return None
+    if running() is None:
+        # After a crash or a reboot the pid may be another program's: only forget the state.
+        clear_state()
+        return None
     try:
         os.kill(info.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -124,12 +131,25 @@ def stop(timeout: float = 10.0) -> SandboxInfo | None:
         return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(info.pid, 0)
-        except ProcessLookupError:
+        if _exited(info.pid):
             break
         time.sleep(0.1)
     else:
         os.kill(info.pid, signal.SIGKILL)
+        _exited(info.pid)
     clear_state()
     return info
+
+
+def _exited(pid: int) -> bool:
+    """Whether the process is gone; reaps it when it is our own child (started in this process)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -479,6 +479,9 @@ class LambdaRuntime(Extension):
         with self._cond:
             self._workers.difference_update(workers)
 
+    # Ending workers waits on their processes: never while every request waits on sandbox.lock.
+    reset_outside_lock = True
+
     def reset(self) -> None:
         self._shutdown()
 

@@ -47,7 +47,34 @@ def route53_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.route53_health import HealthChecks
     from multiregion.sandbox.route53_policies import TrafficPolicies
 
-    return [HealthChecks(sandbox), TrafficPolicies(sandbox), DnsAnswers(sandbox)]
+    return [HostedZoneReferences(sandbox), HealthChecks(sandbox), TrafficPolicies(sandbox), DnsAnswers(sandbox)]
+
+
+class HostedZoneReferences(Extension):
+    """`CreateHostedZone` with a CallerReference used before answers HostedZoneAlreadyExists, as on AWS
+    (moto makes another zone of the same name each time, so a retried create would duplicate it)."""
+
+    def __init__(self, sandbox: Sandbox):
+        super().__init__(sandbox)
+        self.references: set[str] = set()
+
+    def reset(self) -> None:
+        self.references.clear()
+
+    def handle(self, req: SandboxRequest) -> Response | None:
+        return dispatch(req, [route("POST", "/hostedzone", self._create)])
+
+    def _create(self, req: SandboxRequest) -> Response:
+        reference = text(parse_xml(req.body), "CallerReference", required=True) or ""
+        with self.sandbox.lock:
+            if reference in self.references:
+                raise Route53Error("HostedZoneAlreadyExists", "The hosted zone you are trying to create already "
+                                   f"exists. A hosted zone was already created with CallerReference {reference}.",
+                                   409)
+            answer = self.forward(req)
+            if answer.status == 201:
+                self.references.add(reference)
+        return answer.response()
 
 
 def backend() -> Any:

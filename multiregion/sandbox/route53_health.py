@@ -417,6 +417,9 @@ class HealthChecks(Extension):
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -97,11 +97,12 @@ class Sandbox:
             ext.start()
 
     def stop(self) -> None:
-        for ext in self.app.extensions:
-            ext.stop()
+        # First no more requests, then the background work they could have started.
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._thread = None
+        for ext in self.app.extensions:
+            ext.stop()
 
     def reset(self) -> None:
         from moto.moto_api import _internal
@@ -109,9 +110,13 @@ class Sandbox:
         with self.lock:
             _internal.moto_api_backend.reset()
             for ext in self.app.extensions:
-                ext.reset()
+                if not ext.reset_outside_lock:
+                    ext.reset()
             with self.faults_lock:
                 self.faults = json.loads(json.dumps(FAULTS))
+        for ext in self.app.extensions:
+            if ext.reset_outside_lock:
+                ext.reset()
 
     def extension(self, cls: type[E]) -> E:
         """The running instance of an extension class, for extensions that build on another."""
@@ -143,6 +148,10 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
 
 class ControlEndpoints(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:
+        if req.path.rstrip("/") == "/moto-api/reset" and req.method == "POST":
+            # moto's reset alone would leave our state (replicas, references, workers) behind.
+            self.sandbox.reset()
+            return json_response({"status": "ok"}, content_type="application/json")
         if not req.path.startswith("/_sandbox/"):
             return None
         name = req.path[len("/_sandbox/"):].rstrip("/")
@@ -159,12 +168,19 @@ class ControlEndpoints(Extension):
             if req.method == "POST":
                 try:
                     update = req.json()
-                    unknown = set(update) - set(FAULTS)
-                except (ValueError, TypeError):
+                except ValueError:
+                    update = None
+                if not isinstance(update, dict):
                     return json_response({"error": "body must be a JSON object"}, 400, "application/json")
+                unknown = set(update) - set(FAULTS)
                 if unknown:
                     return json_response({"error": f"unknown faults: {sorted(unknown)}",
                                           "known": sorted(FAULTS)}, 400, "application/json")
+                wrong = sorted(k for k, v in update.items()
+                               if not (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+                if wrong:
+                    return json_response({"error": f"faults must be lists of strings: {wrong}"}, 400,
+                                         "application/json")
                 with sb.faults_lock:
                     sb.faults.update(update)
             with sb.faults_lock:

@@ -1,0 +1,76 @@
+"""The sandbox's own endpoints and its background process control."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from multiregion.sandbox import control
+from multiregion.sandbox.server import Sandbox
+
+
+def post(url: str, body: Any) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_faults_are_validated_and_merged(sandbox: Sandbox) -> None:
+    assert post(f"{sandbox.url}/_sandbox/faults", {"replication_paused": "us-east-1"})[0] == 400
+    assert post(f"{sandbox.url}/_sandbox/faults", ["replication_paused"])[0] == 400
+    assert post(f"{sandbox.url}/_sandbox/faults", {"meteor": ["x"]})[0] == 400
+    assert sandbox.fault("replication_paused") == []
+    code, faults = post(f"{sandbox.url}/_sandbox/faults", {"replication_paused": ["us-east-1"]})
+    assert code == 200 and faults["replication_paused"] == ["us-east-1"] and faults["acm_fail"] == []
+
+
+def test_motos_reset_endpoint_resets_the_sandbox_too(sandbox: Sandbox, aws: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                    StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    post(f"{sandbox.url}/_sandbox/faults", {"acm_fail": ["*"]})
+    assert post(f"{sandbox.url}/moto-api/reset", {})[0] == 200
+    assert eu.list_tables()["TableNames"] == []
+    ext = next(e for e in sandbox.app.extensions if type(e).__name__ == "GlobalTables")
+    assert ext.groups == {}
+    assert sandbox.fault("acm_fail") == []
+
+
+def test_stop_never_signals_a_process_that_is_not_the_sandbox() -> None:
+    # A state file left by a sandbox that died, whose pid now belongs to another program.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        control.write_state(control.SandboxInfo(other.pid, 9))  # nothing answers on port 9
+        assert control.running() is None
+        assert control.stop() is None
+        assert other.poll() is None  # still alive
+        assert control.read_state() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_background_sandbox_start_status_stop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = control.start(port=0)
+    try:
+        assert control.running() == info
+        assert control.ping(info.url)["pid"] == info.pid == control.read_state().pid
+        assert control.start(port=0) == info  # already running: the same one
+    finally:
+        assert control.stop() == info
+    assert control.running() is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(info.pid, 0)
