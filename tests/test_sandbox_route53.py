@@ -164,8 +164,9 @@ def test_probes_follow_the_target(aws: Any, fast: Sandbox, target: LocalTarget) 
     assert observation["IPAddress"] and observation["StatusReport"]["CheckedTime"].year >= 2024
 
     target.status = 404
-    # Within interval x threshold + one interval, time-scaled (plus the prober's tick and polling slack).
-    bound = (10 * 1 + 10) / TIME_SCALE + 0.3
+    # Within interval x threshold + one interval, time-scaled, plus slack for the prober's tick and a
+    # loaded CI machine; an unscaled interval (10 s) or a threshold off by one would still fail this.
+    bound = (10 * 1 + 10) / TIME_SCALE + 0.8
     assert wait_health(sandbox, check_id, False) < bound
     healthy, since = health(sandbox).health(check_id)
     assert not healthy and time.time() - since < bound
@@ -184,7 +185,7 @@ def test_checkers_are_staggered_and_keep_their_interval(aws: Any, fast: Sandbox,
     assert (times[-1] - times[0]).total_seconds() > INTERVAL / 4  # not all at once
     first = len(target.hosts)
     time.sleep(3 * INTERVAL)  # three intervals: each of the 3 checkers probes about three times
-    assert 6 <= len(target.hosts) - first <= 10
+    assert 5 <= len(target.hosts) - first <= 10
     assert target.hosts[-1] == f"127.0.0.1:{target.port}"  # no FQDN: the IP address (and port) is the Host
 
 
