@@ -11,6 +11,7 @@ import io
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,34 @@ class Extension:
 
     def forward(self, req: SandboxRequest) -> Forwarded:
         return self.sandbox.app.forward(req)
+
+
+class BackgroundLoop:
+    """A daemon thread calling `tick` every `interval()` seconds until stopped. A failing tick is logged and
+    the loop goes on: one bad record or check must not stop the sandbox."""
+
+    def __init__(self, name: str, tick: Callable[[], Any], interval: Callable[[], float]):
+        self.name, self.tick, self.interval = name, tick, interval
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval()):
+            try:
+                self.tick()
+            except Exception as exc:
+                print(f"{self.name}: {type(exc).__name__}: {exc}", flush=True)
 
 
 def json_response(data: Any, status: int = 200, content_type: str = "application/x-amz-json-1.0",

@@ -10,14 +10,13 @@ replicator are marked so they are never sent back.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error, json_response
 
 VERSION = "2019.11.21"
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -54,8 +53,8 @@ class GlobalTables(Extension):
         self.last_write: dict[tuple[str, str, str], tuple[float, str]] = {}
         # (table, target region) -> writes not yet applied there (the target's replication is paused)
         self.backlog: dict[tuple[str, str], list[tuple[str, Any]]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("sandbox-replicator", self.replicate_once,
+                                    lambda: self.sandbox.options.replication_interval)
 
     # ------------------------------------------------------------------ requests
 
@@ -184,28 +183,16 @@ class GlobalTables(Extension):
     # ------------------------------------------------------------------ replication
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sandbox-replicator", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()
 
     def reset(self) -> None:
         self.groups.clear()
         self.offsets.clear()
         self.last_write.clear()
         self.backlog.clear()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.sandbox.options.replication_interval):
-            try:
-                self.replicate_once()
-            except Exception as exc:  # keep replicating; a bad record must not stop the sandbox
-                print(f"sandbox replicator: {type(exc).__name__}: {exc}", flush=True)
 
     def replicate_once(self) -> int:
         """One pass over every replica's new stream records. Returns the number of writes applied."""

@@ -45,7 +45,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import Extension, SandboxRequest
+from multiregion.sandbox.app import BackgroundLoop, Extension, SandboxRequest
 from multiregion.sandbox.route53 import (
     LOCATION,
     Members,
@@ -267,8 +267,7 @@ class HealthChecks(Extension):
         self.states: dict[str, CheckState] = {}
         self.references: dict[str, Reference] = {}  # guarded by sandbox.lock, as moto's backend
         self._lock = threading.Lock()  # guards states; never held while taking sandbox.lock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("sandbox-prober", self.tick, lambda: TICK)
         self._pool: ThreadPoolExecutor | None = None
         self.routes = [
             route("POST", "/healthcheck", self._create),
@@ -410,16 +409,11 @@ class HealthChecks(Extension):
     # ------------------------------------------------------------------ prober
 
     def start(self) -> None:
-        self._stop.clear()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-probe")
-        self._thread = threading.Thread(target=self._run, name="sandbox-prober", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -427,13 +421,6 @@ class HealthChecks(Extension):
         self.references.clear()
         with self._lock:
             self.states.clear()
-
-    def _run(self) -> None:
-        while not self._stop.wait(TICK):
-            try:
-                self.tick()
-            except Exception as exc:  # keep probing; one bad check must not stop the prober
-                print(f"sandbox prober: {type(exc).__name__}: {exc}", flush=True)
 
     def tick(self) -> int:
         """Follow moto's checks, start every due probe and re-evaluate. Returns the probes started."""
@@ -455,7 +442,7 @@ class HealthChecks(Extension):
             for state in self.states.values():
                 self._evaluate(state)
         for spec, region in jobs:
-            if self._pool is not None and not self._stop.is_set():
+            if self._pool is not None and not self._loop.stopping.is_set():
                 self._pool.submit(self._probe_job, spec, region)
         return len(jobs)
 
