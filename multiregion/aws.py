@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -17,6 +18,8 @@ from botocore.exceptions import ClientError
 # Local endpoints (the sandbox, LocalStack) get fixed dummy credentials so that real ones never leave
 # the machine toward a server that is not AWS.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+T = TypeVar("T")
 
 _READ_PREFIXES = ("Describe", "Get", "List", "Test", "Query", "Scan", "BatchGet", "Head")
 
@@ -61,6 +64,16 @@ class ClientProvider:
     def reads(self) -> int:
         with self._lock:
             return sum(n for op, n in self.calls.items() if not is_write(op))
+
+
+def absent_as_none(call: Callable[[], T], *codes: str) -> T | None:
+    """The call's answer, or None when AWS answers one of `codes` (its way of saying "no such thing")."""
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) in codes:
+            return None
+        raise
 
 
 def error_code(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none, error_code
 from multiregion.config import Config
 from multiregion.engine import TAG_STACK, Change, Context, Stage, StepError
 from multiregion.stages.functions import caller_identity, function_arn, function_name, get_function
@@ -282,23 +282,16 @@ class ApiStage(Stage):
                            lambda: self._deploy(region, self._api_id(region, api_id)))
 
     def _stage(self, region: str, api_id: str | None) -> dict[str, Any] | None:
-        try:
-            return self.client(region).get_stage(restApiId=api_id, stageName=self.config.api.stage)
-        except ClientError as exc:
-            if error_code(exc) == "NotFoundException":
-                return None
-            raise
+        return absent_as_none(lambda: self.client(region).get_stage(restApiId=api_id, stageName=self.config.api.stage),
+                              "NotFoundException")
 
     def _deployment_description(self, region: str, api_id: str | None, deployment_id: str | None) -> str | None:
         if not deployment_id:
             return None
-        try:
-            return self.client(region).get_deployment(restApiId=api_id, deploymentId=deployment_id).get(
-                "description")
-        except ClientError as exc:
-            if error_code(exc) == "NotFoundException":
-                return None
-            raise
+        deployment = absent_as_none(lambda: self.client(region).get_deployment(restApiId=api_id,
+                                                                                deploymentId=deployment_id),
+                                    "NotFoundException")
+        return deployment.get("description") if deployment else None
 
     # ------------------------------------------------------------------ apply
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none, error_code
 from multiregion.engine import TAG_STACK, Change, Context, Stage, StepError
 from multiregion.regions import REGIONS
 from multiregion.stages.zone import existing_hosted_zone_id, fqdn, hosted_zone_id, record_sets, short_id
@@ -81,12 +81,9 @@ def certificate_arn(ctx: Context, region: str) -> str | None:
 
 
 def describe_certificate(ctx: Context, region: str, arn: str) -> dict[str, Any] | None:
-    try:
-        return ctx.clients("acm", region).describe_certificate(CertificateArn=arn)["Certificate"]
-    except Exception as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    answer = absent_as_none(lambda: ctx.clients("acm", region).describe_certificate(CertificateArn=arn),
+                            "ResourceNotFoundException")
+    return answer["Certificate"] if answer else None
 
 
 def validation_records(cert: dict[str, Any]) -> list[dict[str, str]] | None:

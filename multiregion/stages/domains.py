@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none
 from multiregion.engine import TAG_STACK, Change, Conflict, Context, Stage, StepError
 from multiregion.stages.api import find_rest_api
 from multiregion.stages.certificates import ISSUED, current_certificate, stack_certificates
@@ -22,12 +22,9 @@ EMPTY_BASE_PATH = "(none)"  # how API Gateway names the empty base path, in answ
 
 
 def get_domain(ctx: Context, region: str) -> dict[str, Any] | None:
-    try:
-        return dict(ctx.clients("apigateway", region).get_domain_name(domainName=ctx.config.domain.name))
-    except Exception as exc:
-        if error_code(exc) == "NotFoundException":
-            return None
-        raise
+    answer = absent_as_none(lambda: ctx.clients("apigateway", region).get_domain_name(
+        domainName=ctx.config.domain.name), "NotFoundException")
+    return dict(answer) if answer else None
 
 
 def regional_domain(ctx: Context, region: str) -> tuple[str, str] | None:

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from multiregion import packaging
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none, error_code
 from multiregion.engine import GLOBAL, TAG_STACK, Change, Conflict, Context, Stage, StepError
 
 RUNTIME = "python3.12"
@@ -113,12 +113,8 @@ def permissions_policy(ctx: Context) -> dict[str, Any]:
 
 def get_function(ctx: Context, region: str, name: str) -> dict[str, Any] | None:
     """GetFunction's answer (Configuration, Tags, Concurrency), or None when there is no such function."""
-    try:
-        return ctx.clients("lambda", region).get_function(FunctionName=name)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    return absent_as_none(lambda: ctx.clients("lambda", region).get_function(FunctionName=name),
+                          "ResourceNotFoundException")
 
 
 def wait_function_updated(ctx: Context, region: str, name: str, stage: str = "functions") -> None:
@@ -176,12 +172,10 @@ class Role:
         self.iam = ctx.clients("iam", ctx.config.primary)  # IAM is global; any region signs for it
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            role = self.iam.get_role(RoleName=self.name)["Role"]
-        except ClientError as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return None
-            raise
+        answer = absent_as_none(lambda: self.iam.get_role(RoleName=self.name), "NoSuchEntity")
+        if answer is None:
+            return None
+        role = answer["Role"]
         tags = {t["Key"]: t["Value"] for t in self.iam.list_role_tags(RoleName=self.name).get("Tags", [])}
         inline = [n for page in self.iam.get_paginator("list_role_policies").paginate(RoleName=self.name)
                   for n in page["PolicyNames"]]

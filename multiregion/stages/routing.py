@@ -24,7 +24,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none, error_code
 from multiregion.engine import GLOBAL, Change, Conflict, Context, Stage, StepError
 from multiregion.regions import REGIONS, client_ip
 from multiregion.stages.domains import regional_domain
@@ -192,12 +192,9 @@ def zone_instances(ctx: Context, zone_id: str) -> list[dict[str, Any]]:
 
 
 def get_instance(ctx: Context, instance_id: str) -> dict[str, Any] | None:
-    try:
-        return route53(ctx).get_traffic_policy_instance(Id=instance_id)["TrafficPolicyInstance"]
-    except Exception as exc:
-        if error_code(exc) == "NoSuchTrafficPolicyInstance":
-            return None
-        raise
+    answer = absent_as_none(lambda: route53(ctx).get_traffic_policy_instance(Id=instance_id),
+                            "NoSuchTrafficPolicyInstance")
+    return answer["TrafficPolicyInstance"] if answer else None
 
 
 def records_at(ctx: Context, zone_id: str, name: str) -> list[dict[str, Any]]:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none
 from multiregion.engine import TAG_STACK, Change, Conflict, Stage
 
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
 
 
 def describe_table(ctx: Any, region: str) -> dict[str, Any] | None:
-    try:
-        return ctx.clients("dynamodb", region).describe_table(TableName=ctx.config.table.name)["Table"]
-    except Exception as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+    answer = absent_as_none(lambda: ctx.clients("dynamodb", region).describe_table(TableName=ctx.config.table.name),
+                            "ResourceNotFoundException")
+    return answer["Table"] if answer else None
 
 
 def table_tags(ctx: Any, region: str, arn: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from multiregion.aws import error_code
+from multiregion.aws import absent_as_none, error_code
 from multiregion.engine import GLOBAL, TAG_STACK, Change, Context, Stage, StepError
 
 STAGE = "hosted-zone"
@@ -57,12 +57,9 @@ def find_hosted_zone(ctx: Context) -> dict[str, Any] | None:
     configured = ctx.config.domain.hosted_zone
     route53 = ctx.clients("route53", ctx.config.primary)
     if is_zone_id(configured):
-        try:
-            found = route53.get_hosted_zone(Id=short_id(configured))
-        except Exception as exc:
-            if error_code(exc) == "NoSuchHostedZone":
-                return None
-            raise
+        found = absent_as_none(lambda: route53.get_hosted_zone(Id=short_id(configured)), "NoSuchHostedZone")
+        if found is None:
+            return None
         zone = found["HostedZone"] | {"DelegationSet": found.get("DelegationSet", {})}
         _check_zone_fits(ctx, zone)
         return zone
