@@ -352,3 +352,33 @@ def test_retired_check_still_referenced_is_left_for_the_next_run(write_config: C
     assert delete_retired(ctx, "free", referenced={"referenced"}) is True
     assert client.deleted == ["free"]
     assert len(warnings.messages) == 2 and all("next run" in m for m in warnings.messages)
+
+
+def test_a_region_dropped_from_the_config_loses_its_check_with_prune_and_down(
+        write_config: Callable[..., Path], aws: Any, sandbox: Sandbox) -> None:
+    three = Cli(write_config(regions=[*REGIONS, "eu-central-1"]))
+    up(three)
+    assert set(checks_by_region(aws)) == {*REGIONS, "eu-central-1"}
+    two = Cli(write_config(regions=list(REGIONS)))
+    # Without --prune the dropped region's check is kept (and said so); routing already leaves it out.
+    up(two, *MINE)
+    assert set(checks_by_region(aws)) == {*REGIONS, "eu-central-1"}
+    policy = find_policy(context(two.config, sandbox))
+    latest = aws("route53").get_traffic_policy(Id=policy["Id"], Version=policy["LatestVersion"])["TrafficPolicy"]
+    assert document_checks(json.loads(latest["Document"])) == set(assert_checks(aws, REGIONS))
+    # With --prune it is retired, routing re-points, then it is deleted: one check per configured region.
+    code, doc = two.json("up", "--prune", *MINE)
+    assert code == 0, doc
+    assert ("eu-central-1", "update") in {(c["region"], c["action"]) for c in doc["changes"]}
+    assert_one_check_per_region(aws)
+    assert two.json("plan", *MINE)[1]["changes"] == []
+    # down also reaches checks of regions dropped since they were created.
+    up(three, *MINE)
+    code, doc = two.json("down", "--yes", "--delete-data")
+    assert code == 0, doc
+    assert checks_by_region(aws) == {}
+
+
+def assert_checks(aws: Any, regions: tuple[str, ...]) -> list[str]:
+    by_region = checks_by_region(aws)
+    return [by_region[r][0] for r in regions]

@@ -249,8 +249,32 @@ class HealthChecksStage(Stage):
                             "run `multiregion up` (or `up --only api`) first")
         return wanted
 
+    def _orphans(self, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stack's checks of regions no longer in the config (each costs money every month)."""
+        return [c for c in checks if is_ours(self.ctx, c) and c["Tags"].get(TAG_REGION) not in self.config.regions]
+
+    def _plan_orphans(self, checks: list[dict[str, Any]]) -> list[Change]:
+        changes = []
+        for check in self._orphans(checks):
+            region = check["Tags"].get(TAG_REGION, "?")
+            if is_retired(check):
+                continue  # routing deletes it once nothing references it
+            if self.ctx.prune:
+                # Retired, not deleted: routing first drops the region, then deletes retired checks.
+                changes.append(self.change(region, "update", self._resource(region, check["Id"]),
+                                           "region removed from the config (--prune): retired, deleted once "
+                                           "routing no longer uses it", lambda c=check: self._retire(c["Id"])))
+            else:
+                self.ctx.reporter.warn(f"[{region}] health check {check['Id']} belongs to a region no longer in "
+                                       "the config; kept (run `up --prune` to remove it)")
+        return changes
+
     def plan(self, region: str) -> list[Change]:
         checks = all_health_checks(self.ctx)
+        orphans = self._plan_orphans(checks) if region == self.config.primary else []
+        return orphans + self._plan_region(region, checks)
+
+    def _plan_region(self, region: str, checks: list[dict[str, Any]]) -> list[Change]:
         active = sorted((c for c in checks if is_ours(self.ctx, c, region) and not is_retired(c)),
                         key=generation_of, reverse=True)
         wanted = self._wanted(region)
@@ -391,9 +415,11 @@ class HealthChecksStage(Stage):
         self.ctx.wait_until(f"{self._resource(region, check['Id'])} reporting", region, reporting)
 
     def destroy(self, region: str) -> list[Change]:
+        checks = stack_health_checks(self.ctx, region)
+        if region == self.config.primary:  # and those of regions dropped from the config since
+            checks += self._orphans(all_health_checks(self.ctx))
         return [self.change(region, "delete", self._resource(region, c["Id"]), "down",
-                            lambda c=c: self._delete(region, c["Id"]))
-                for c in stack_health_checks(self.ctx, region)]
+                            lambda c=c: self._delete(region, c["Id"])) for c in checks]
 
     def _delete(self, region: str, check_id: str) -> None:
         try:
