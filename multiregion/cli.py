@@ -156,7 +156,8 @@ def run_document(result: RunResult, clients: ClientProvider, seconds: float) -> 
 @main.command()
 @click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
               help=f"Converge only these stages (repeatable): {', '.join(STAGE_NAMES)}.")
-@click.option("--prune", is_flag=True, help="Also remove replicas of regions no longer in the config.")
+@click.option("--prune", is_flag=True,
+              help="Also remove the table replicas and health checks of regions no longer in the config.")
 @json_option
 @handle_errors
 def up(only: tuple[str, ...], prune: bool, as_json: bool) -> None:
@@ -193,7 +194,7 @@ def add_stage_commands() -> None:
 
         command.__doc__ = f"{stage.help}\n\nThe same idempotent step as inside `up` (`up --only {stage.name}`)."
         cmd = click.command(name=stage.name)(handle_errors(command))
-        cmd = click.option("--prune", is_flag=True, hidden=stage.name != "global-table",
+        cmd = click.option("--prune", is_flag=True, hidden=stage.name not in ("global-table", "health-checks"),
                            help="Remove replicas of regions no longer in the config.")(cmd)
         main.add_command(json_option(cmd))
 
