@@ -195,7 +195,7 @@ def add_stage_commands() -> None:
         command.__doc__ = f"{stage.help}\n\nThe same idempotent step as inside `up` (`up --only {stage.name}`)."
         cmd = click.command(name=stage.name)(handle_errors(command))
         cmd = click.option("--prune", is_flag=True, hidden=stage.name not in ("global-table", "health-checks"),
-                           help="Remove replicas of regions no longer in the config.")(cmd)
+                           help="Also remove what this stage keeps for regions no longer in the config.")(cmd)
         main.add_command(json_option(cmd))
 
 
