@@ -400,13 +400,17 @@ class TrafficPolicies(Extension):
 
     # ------------------------------------------------------------------ instances
 
+    @staticmethod
+    def _instance_target(root: ET.Element) -> tuple[int, str, int]:
+        """What Create and UpdateTrafficPolicyInstance both carry: TTL, policy id and version."""
+        return (integer(root, "TTL", 0, 2_147_483_647), text(root, "TrafficPolicyId", required=True) or "",
+                integer(root, "TrafficPolicyVersion", 1, MAX_VERSIONS))
+
     def _create_instance(self, req: SandboxRequest) -> Response:
         root = parse_xml(req.body)
         zone_id = zone_id_of(text(root, "HostedZoneId", required=True) or "")
         name = fqdn(text(root, "Name", required=True) or "")
-        ttl = integer(root, "TTL", 0, 2_147_483_647)
-        policy_id = text(root, "TrafficPolicyId", required=True) or ""
-        version = integer(root, "TrafficPolicyVersion", 1, MAX_VERSIONS)
+        ttl, policy_id, version = self._instance_target(root)
         with self.sandbox.lock:
             zone = self._zone(zone_id)
             policy = self._version(policy_id, version)
@@ -427,10 +431,7 @@ class TrafficPolicies(Extension):
         return xml_response("GetTrafficPolicyInstanceResponse", {"TrafficPolicyInstance": body})
 
     def _update_instance(self, req: SandboxRequest, instance_id: str) -> Response:
-        root = parse_xml(req.body)
-        ttl = integer(root, "TTL", 0, 2_147_483_647)
-        policy_id = text(root, "TrafficPolicyId", required=True) or ""
-        version = integer(root, "TrafficPolicyVersion", 1, MAX_VERSIONS)
+        ttl, policy_id, version = self._instance_target(parse_xml(req.body))
         with self.sandbox.lock:
             inst = self._instance(instance_id)
             policy = self._version(policy_id, version)
