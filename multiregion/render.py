@@ -219,12 +219,13 @@ def print_status(console: Console, data: dict[str, Any], regions: tuple[str, ...
     console.print(table)
     zone = glob.get("hosted-zone") or {}
     if zone:
-        console.print(f"  hosted zone   {zone.get('name')} ({zone.get('zone_id')})")
+        console.print(f"  hosted zone   {zone.get('name')} ({zone.get('zone_id')})", markup=False, soft_wrap=True)
     if routing:
         record = routing.get("policy_record") or {}
         detail = (f"policy record {record.get('state')}, {record.get('policy')} v{record.get('version')}, "
                   f"TTL {record.get('ttl')}") if record else f"{len(routing.get('records') or [])} latency record(s)"
-        console.print(f"  global name   {routing.get('name')} ({routing.get('mode')}): {detail}", markup=False)
+        console.print(f"  global name   {routing.get('name')} ({routing.get('mode')}): {detail}", markup=False,
+                      soft_wrap=True)
     for name, value in glob.items():
         if isinstance(value, dict) and value.get("error"):
             console.print(f"  [red]{name}: {value['error']}[/red]")

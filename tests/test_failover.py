@@ -92,6 +92,22 @@ def test_text_report_shows_the_timeline(stack: Cli) -> None:
     assert "PASSED" in result.output
 
 
+def test_status_shows_each_regions_health_and_what_its_clients_are_answered(stack: Cli) -> None:
+    code, status = stack.json("status")
+    assert code == 0
+    for region in ("eu-west-1", "us-east-1"):
+        facts = status["regions"][region]
+        assert facts["health-checks"]["healthy"] is True and facts["health-checks"]["since"]
+        assert facts["api"]["invoke_url"].startswith(f"https://{facts['api']['api_id']}.execute-api.{region}.")
+        assert facts["certificates"]["status"] == "ISSUED"
+        assert status["global"]["routing"]["answers"][region]["served_by"] == region
+    assert status["global"]["global-table"]["replicas"] == {"us-east-1": "ACTIVE"}
+    result = stack("status")
+    assert result.exit_code == 0
+    assert "stack status" in result.output and result.output.count("healthy since") == 2
+    assert "api.multiregion-demo.example.com (traffic-policy): policy record Applied" in result.output
+
+
 def test_replication_that_does_not_reach_the_failed_region_fails_the_test(stack: Cli,
                                                                          clean_faults: Sandbox) -> None:
     clean_faults.faults["replication_paused"] = ["eu-west-1"]
