@@ -377,3 +377,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_fork_server_that_lost_track_of_its_replies_is_retired() -> None:
+    from multiregion.sandbox.lambda_process import ForkServer
+
+    server = ForkServer(LambdaRuntime._base_env())
+    try:
+        assert server.alive()
+
+        def late(*_: Any) -> dict[str, Any]:
+            raise TimeoutError("timed out")  # its answer may still come, and would answer the next request
+
+        server._receive = late  # type: ignore[method-assign]
+        assert server.kill(2**22) == "unknown"
+        assert not server.alive()  # so the runtime starts a fresh one instead of reading a stale reply
+    finally:
+        server.close()

@@ -108,6 +108,7 @@ class ForkServer:
         finally:
             child.close()
         self._buf = b""
+        self._broken = False
         self._sock.settimeout(60.0)
         ready = self._receive()
         if not ready.get("ready"):
@@ -118,7 +119,14 @@ class ForkServer:
         return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._broken and self.proc.poll() is None
+
+    def _break(self) -> None:
+        """After any protocol error the replies can no longer be matched to requests (a late answer would
+        be read by the next one): this fork server is retired and the next use starts another."""
+        self._broken = True
+        with suppress(OSError):
+            self._sock.close()
 
     def spawn(self, env: dict[str, str], cwd: Path) -> ForkedProcess:
         stdin_r, stdin_w = os.pipe()
@@ -127,22 +135,24 @@ class ForkServer:
             with self._lock:
                 message = json.dumps({"op": "spawn", "env": env, "cwd": str(cwd)}).encode() + b"\n"
                 socket.send_fds(self._sock, [message], [stdin_r, stdout_w])
-                reply = self._receive()
-        except (OSError, ValueError) as exc:
+                pid = int(self._receive()["pid"])
+        except (OSError, ValueError, KeyError, ProcessGone) as exc:
+            self._break()
             for fd in (stdin_w, stdout_r):
                 os.close(fd)
             raise ProcessGone(f"the fork server is gone: {exc}") from exc
         finally:
             os.close(stdin_r)
             os.close(stdout_w)
-        return ForkedProcess(self, int(reply["pid"]), os.fdopen(stdin_w, "wb"), stdout_r)
+        return ForkedProcess(self, pid, os.fdopen(stdin_w, "wb"), stdout_r)
 
     def kill(self, pid: int) -> str:
         try:
             with self._lock:
                 self._sock.sendall(json.dumps({"op": "kill", "pid": pid}).encode() + b"\n")
                 return str(self._receive().get("status", "unknown"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, ProcessGone):
+            self._break()
             # Without its parent the environment reads EOF on stdin (closed by the caller) and exits.
             return "unknown"
 
