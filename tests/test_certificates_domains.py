@@ -422,3 +422,23 @@ def test_zone_creation_moves_past_a_caller_reference_already_used(sandbox: Sandb
         zone_module.HostedZoneStage(ctx)._create()
         stub.assert_no_pending_responses()
     assert hosted_zone_id(ctx) == "ZNEW"
+
+
+def test_a_certificate_not_found_right_after_its_request_is_not_requested_again(
+        cli: Cli, aws: Any, monkeypatch: pytest.MonkeyPatch, rest_apis: dict[str, str]) -> None:
+    import multiregion.stages.certificates as certificates_module
+
+    real = certificates_module.describe_certificate
+    seen: set[str] = set()
+
+    def eventually_consistent(ctx: Context, region: str, arn: str) -> dict[str, Any] | None:
+        if arn not in seen:  # ACM does not know a brand-new certificate yet
+            seen.add(arn)
+            return None
+        return real(ctx, region, arn)
+
+    monkeypatch.setattr(certificates_module, "describe_certificate", eventually_consistent)
+    code, doc = cli.json("up", *MINE)
+    assert code == 0, doc
+    for region in REGIONS_:
+        assert len(certs(aws, region)) == 1

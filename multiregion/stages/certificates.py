@@ -218,13 +218,23 @@ class CertificatesStage(Stage):
             arn = self.acm(region).request_certificate(
                 DomainName=self.domain, ValidationMethod="DNS", Tags=self._tag_list(region),
                 IdempotencyToken=idempotency_token(self.ctx, region, previous))["CertificateArn"]
-            described = describe_certificate(self.ctx, region, arn)
+            described = self._describe_new(region, arn)
             if described is not None and described["Status"] in USABLE:
                 return arn
             previous = arn
         raise StepError(self.name, region, f"certificate {self.domain}",
                         f"ACM keeps answering with unusable certificates (last: {previous})",
                         "wait an hour for the idempotency tokens to expire, then run `up` again")
+
+    def _describe_new(self, region: str, arn: str, tries: int = 5) -> dict[str, Any] | None:
+        """Right after RequestCertificate ACM may not find the certificate yet (eventual consistency): a few
+        tries before "not found" is taken to mean the token answered with a deleted certificate."""
+        for attempt in range(tries):
+            described = describe_certificate(self.ctx, region, arn)
+            if described is not None or attempt == tries - 1:
+                return described
+            self.ctx.sleep(self.ctx.poll_interval)
+        return None
 
     def _validate(self, region: str, arn: str) -> None:
         records = self._published_records(region, arn)
