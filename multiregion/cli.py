@@ -20,7 +20,7 @@ from rich.table import Table
 from multiregion import __version__
 from multiregion.aws import ClientProvider
 from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
-from multiregion.engine import Context, Reporter, Runner, RunResult, Stage, StepError
+from multiregion.engine import Context, Reporter, Runner, RunResult, Stage, StepError, monthly_cost
 from multiregion.failover import MODES, FailoverTest
 from multiregion.failover import Options as FailoverOptions
 from multiregion.regions import REGIONS
@@ -175,11 +175,14 @@ def plan(only: tuple[str, ...], as_json: bool) -> None:
     """Show what `up` would change, with any monthly cost it adds. Nothing is written."""
     s = session(as_json)
     result = Runner(s.ctx, s.stages(only), "plan").run()
+    cost = monthly_cost(result.changes)
     if as_json:
         s.emit({"changes": [c.to_dict() for c in result.changes],
-                "errors": [e.to_dict() for e in result.errors]})
+                "errors": [e.to_dict() for e in result.errors], "monthly_cost_added_usd": cost})
     elif result.changes:
         s.console.print(changes_table(result.changes, f"{len(result.changes)} change(s) planned"))
+        if cost:
+            s.console.print(f"These changes add about ${cost:.2f} a month (AWS list prices).")
     else:
         s.console.print("[green]No changes.[/green] Every stage is converged.")
     for error in result.errors if not as_json else ():

@@ -12,6 +12,7 @@ The engine never imports click or rich: progress goes through a `Reporter`.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +51,16 @@ class Change:
         if self.cost:
             data["cost"] = self.cost
         return data
+
+
+def monthly_cost(changes: list[Change]) -> float:
+    """The monthly cost the changes add, in US dollars (each cost reads like "$50.00/month")."""
+    total = 0.0
+    for change in changes:
+        match = re.fullmatch(r"\$([0-9]+(?:\.[0-9]+)?)/month", change.cost.strip())
+        if match:
+            total += float(match.group(1))
+    return round(total, 2)
 
 
 class StepError(Exception):

@@ -8,7 +8,7 @@ from typing import Any
 
 from multiregion.aws import ClientProvider, is_write
 from multiregion.config import parse_config
-from multiregion.engine import GLOBAL, Change, Context, Runner, Stage, StepError, build_graph
+from multiregion.engine import GLOBAL, Change, Context, Runner, Stage, StepError, build_graph, monthly_cost
 
 CONFIG = parse_config({"service": "svc", "regions": ["eu-west-1", "us-east-1", "ap-southeast-2"],
                        "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
@@ -106,6 +106,14 @@ def test_down_runs_dependents_first() -> None:
     ctx = context()
     Runner(ctx, stages(ctx, destroying("base"), destroying("top", ("base",))), "down").run()
     assert order == ["top", "base"]
+
+
+def test_monthly_cost_adds_up_the_changes_costs() -> None:
+    def change(cost: str) -> Change:
+        return Change("s", "eu-west-1", "create", "r", "why", cost)
+
+    assert monthly_cost([change("$50.00/month"), change("$2.50/month"), change(""), change("$0.50/month")]) == 53.0
+    assert monthly_cost([]) == 0.0
 
 
 def test_write_classification() -> None:

@@ -137,6 +137,8 @@ def test_traffic_policy_end_to_end(cli: Cli, write_config: Callable[..., Path], 
     assert [(c["action"], c["resource"], c.get("cost")) for c in routing] == [
         ("create", "traffic policy items-latency", None),
         ("create", f"policy record {NAME}", "$50.00/month")]
+    # The policy record, two HTTPS health checks at 10 s ($2.50 each) and the new zone ($0.50).
+    assert plan["monthly_cost_added_usd"] == 55.5
     assert aws("route53").list_traffic_policies()["TrafficPolicySummaries"] == []
 
     # A crash between creating the policy and its policy record: the next `up` finishes the job.
