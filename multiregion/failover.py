@@ -158,9 +158,10 @@ class FailoverTest:
         self._verify_item: dict[str, Any] = {}
         self._check_ids: dict[str, str] = {}
         self._written_at = 0.0
-        self.sandbox_url = ctx.clients.endpoint_url if ctx.clients.endpoint_url and \
-            control.ping(ctx.clients.endpoint_url) else None
-        self.time_scale = (control.ping(self.sandbox_url) or {}).get("time_scale", 1.0) if self.sandbox_url else 1.0
+        # A sandbox answers its own health endpoint; AWS (or another local endpoint) does not.
+        sandbox = control.ping(ctx.clients.endpoint_url) if ctx.clients.endpoint_url else None
+        self.sandbox_url = ctx.clients.endpoint_url if sandbox else None
+        self.time_scale = float(sandbox.get("time_scale", 1.0)) if sandbox else 1.0
 
     # The one place where health and DNS answers are read; the stages own how.
     def healthy(self, region: str) -> bool:

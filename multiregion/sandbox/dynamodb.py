@@ -11,6 +11,7 @@ replicator are marked so they are never sent back.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,7 @@ class GlobalTables(Extension):
             sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None)
         for item in list(source.all_items()):
             attrs = item.to_json()["Attributes"]
-            backend(target).put_item(name, attrs)
-            self._mark_last(replica, source_region)
+            _write_replicated(replica, source_region, lambda a=attrs: backend(target).put_item(name, a))
         # The backfill carried everything written so far: replication starts from here on both sides.
         self.offsets.setdefault((name, source_region), (source.stream_shard, len(source.stream_shard.items)))
         self.offsets[(name, target)] = (replica.stream_shard, len(replica.stream_shard.items))
@@ -238,22 +238,21 @@ class GlobalTables(Extension):
         if table is None:
             return 0
         data = rec.record["dynamodb"]
-        before = len(table.stream_shard.items) if table.stream_shard is not None else 0
         if rec.record["eventName"] == "REMOVE":
-            backend(target).delete_item(name, data["Keys"])
+            _write_replicated(table, source, lambda: backend(target).delete_item(name, data["Keys"]))
         else:
-            backend(target).put_item(name, data["NewImage"])
+            _write_replicated(table, source, lambda: backend(target).put_item(name, data["NewImage"]))
         self.last_write[slot] = version
-        # The replica's own stream holds this write too, unless it changed nothing (a delete of an item
-        # that was not there): mark exactly that record, so it is never sent back.
-        if table.stream_shard is not None and len(table.stream_shard.items) > before:
-            setattr(table.stream_shard.items[-1], _ORIGIN, source)
         return 1
 
-    @staticmethod
-    def _mark_last(table: Any, origin: str) -> None:
-        if table.stream_shard is not None and table.stream_shard.items:
-            setattr(table.stream_shard.items[-1], _ORIGIN, origin)
+
+def _write_replicated(table: Any, origin: str, write: Callable[[], Any]) -> None:
+    """Make a write that came from `origin`, and mark the stream record it added, so it is never sent back.
+    A write that changed nothing (a delete of an item that was not there) adds no record: nothing is marked."""
+    before = len(table.stream_shard.items) if table.stream_shard is not None else 0
+    write()
+    if table.stream_shard is not None and len(table.stream_shard.items) > before:
+        setattr(table.stream_shard.items[-1], _ORIGIN, origin)
 
 
 _NEVER = (0.0, "")
