@@ -2,7 +2,7 @@
 
 moto issues a requested certificate after `MOTO_ACM_VALIDATION_WAIT` seconds (read once, at import) and
 never looks at DNS. Here each DNS-validated certificate stays PENDING_VALIDATION until its validation
-CNAME exists in a public hosted zone of the sandbox, then turns ISSUED `options.acm_validation_delay`
+CNAME exists in a public hosted zone of the sandbox, then turns ISSUED `duration("acm_validation")`
 seconds later (or FAILED, for the ARNs listed in the `acm_fail` fault). The outcome is final, as on AWS.
 
 Also as on AWS: the validation record is derived from the account and the domain only, so it is the same
@@ -212,7 +212,7 @@ class CertificateValidation(Extension):
             if not all(self._record_in_dns(name) for name in request.names):
                 return
             request.record_seen_at = now
-        if now - request.record_seen_at < self.sandbox.options.acm_validation_delay:
+        if now - request.record_seen_at < self.sandbox.duration("acm_validation"):
             return
         failing = self.sandbox.fault("acm_fail")
         if "*" in failing or request.arn in failing:

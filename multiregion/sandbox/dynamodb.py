@@ -137,7 +137,7 @@ class GlobalTables(Extension):
                                                   f"'{name}' because one or more replicas already existed "
                                                   "as tables.")
             self._create_replica(name, source, region, target)
-            group.replicas[target] = ("CREATING", time.monotonic() + self.sandbox.options.replica_create_delay)
+            group.replicas[target] = ("CREATING", time.monotonic() + self.sandbox.duration("replica_active"))
             return None
         if "Delete" in update:
             target = update["Delete"].get("RegionName", "")

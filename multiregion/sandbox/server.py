@@ -43,6 +43,8 @@ class SandboxOptions:
     replication_interval: float = 0.05
     # Seconds after the validation record exists before ACM issues a certificate.
     acm_validation_delay: float = 1.0
+    # Durations of AWS's asynchronous work: "fast" (fixed short delays) or "aws" (see timing.py).
+    timing: str = "fast"
 
 
 @dataclass
@@ -132,6 +134,19 @@ class Sandbox:
     def scaled(self, seconds: float) -> float:
         """An AWS duration in sandbox time."""
         return seconds / self.options.time_scale
+
+    def duration(self, name: str) -> float:
+        """How long AWS's asynchronous step `name` (see timing.DURATIONS) takes here, in sandbox seconds.
+
+        In the fast profile, the options that name a delay themselves win (tests shorten them)."""
+        from multiregion.sandbox import timing
+
+        if self.options.timing == "fast":
+            explicit = {"replica_active": self.options.replica_create_delay,
+                        "acm_validation": self.options.acm_validation_delay}
+            if name in explicit:
+                return explicit[name]
+        return timing.sandbox_seconds(name, self.options.timing, self.options.time_scale)
 
 
 def load_extensions(sandbox: Sandbox) -> list[Extension]:
