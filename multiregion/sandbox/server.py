@@ -45,6 +45,9 @@ class SandboxOptions:
     acm_validation_delay: float = 1.0
     # Durations of AWS's asynchronous work: "fast" (fixed short delays) or "aws" (see timing.py).
     timing: str = "fast"
+    # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
+    # propagation delays); see the realism tests. Durations come from `timing` either way.
+    strict: bool = False
 
 
 @dataclass
