@@ -9,7 +9,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
@@ -20,9 +19,22 @@ from rich.table import Table
 from multiregion import __version__
 from multiregion.aws import ClientProvider
 from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
-from multiregion.engine import Context, Reporter, Runner, RunResult, Stage, StepError, monthly_cost
-from multiregion.failover import MODES, FailoverTest
+from multiregion.engine import (
+    GLOBAL,
+    Context,
+    GraphError,
+    Reporter,
+    Runner,
+    RunResult,
+    Stage,
+    StepError,
+    Unreachable,
+    read_status,
+    with_dependencies,
+)
+from multiregion.failover import MODES, FailoverTest, SandboxLink
 from multiregion.failover import Options as FailoverOptions
+from multiregion.plan import monthly_cost
 from multiregion.regions import REGIONS
 from multiregion.render import (
     RichReporter,
@@ -51,9 +63,16 @@ class Session:
         self.ctx = Context(config=config, clients=self.clients, reporter=self.reporter,
                            poll_interval=0.2 if local else 5.0)
 
-    def stages(self, only: Iterable[str] = ()) -> dict[str, Stage]:
-        wanted = set(only)
-        return {s.name: s(self.ctx) for s in STAGES if not wanted or s.name in wanted}
+    def stages(self, only: Iterable[str] = ()) -> list[Stage[Any]]:
+        """The stages to run: all, or those named and every stage they depend on (as Terraform's -target)."""
+        wanted = list(only)
+        return with_dependencies(STAGES, wanted) if wanted else list(STAGES)
+
+    def sandbox_link(self) -> SandboxLink | None:
+        """How the failover test reaches the sandbox's data plane, when the endpoint is a sandbox."""
+        url = self.clients.endpoint_url
+        health = control.ping(url) if url else None
+        return SandboxLink(url, float(health.get("time_scale", 1.0))) if url and health else None
 
     def emit(self, data: dict[str, Any]) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -86,6 +105,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             err.print(f"[red]config error[/red] {escape(exc.message)}", soft_wrap=True)
             sys.exit(EXIT_USAGE)
+        except GraphError as exc:
+            if debug:
+                raise
+            err.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
+            sys.exit(EXIT_USAGE)
+        except Unreachable as exc:
+            if debug:
+                raise
+            err.print(f"[red]error[/red] cannot read the stack: {escape(str(exc))}", soft_wrap=True)
+            sys.exit(EXIT_FAILED)
         except (StepError, control.SandboxError) as exc:
             if debug:
                 raise
@@ -142,10 +171,10 @@ def run_up(only: Iterable[str], as_json: bool, prune: bool) -> None:
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
-def run_document(result: RunResult, clients: ClientProvider, seconds: float) -> dict[str, Any]:
+def run_document(result: RunResult, clients: ClientProvider, seconds: float, detail: bool = False) -> dict[str, Any]:
     return {
         "ok": result.ok,
-        "changes": [c.to_dict() for c in result.changes],
+        "changes": [c.to_dict(detail) for c in result.changes],
         "errors": [e.to_dict() for e in result.errors],
         "skipped": [{"stage": n.stage, "region": n.region} for n in result.nodes if n.skipped],
         "api_calls": {"reads": clients.reads, "writes": clients.writes},
@@ -155,7 +184,8 @@ def run_document(result: RunResult, clients: ClientProvider, seconds: float) -> 
 
 @main.command()
 @click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
-              help=f"Converge only these stages (repeatable): {', '.join(STAGE_NAMES)}.")
+              help=f"Converge only these stages (repeatable), and the stages they depend on (read, and "
+                   f"converged too if needed): {', '.join(STAGE_NAMES)}.")
 @click.option("--prune", is_flag=True,
               help="Also remove the table replicas and health checks of regions no longer in the config.")
 @json_option
@@ -168,26 +198,38 @@ def up(only: tuple[str, ...], prune: bool, as_json: bool) -> None:
 
 @main.command()
 @click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
-              help="Plan only these stages (repeatable).")
+              help="Plan only these stages (repeatable), and the stages they depend on.")
+@click.option("--detail", is_flag=True, help="With --json: each change's AWS operations and parameters.")
 @json_option
 @handle_errors
-def plan(only: tuple[str, ...], as_json: bool) -> None:
-    """Show what `up` would change, with any monthly cost it adds. Nothing is written."""
+def plan(only: tuple[str, ...], detail: bool, as_json: bool) -> None:
+    """Show what `up` would change, with any monthly cost it adds. Nothing is written.
+
+    The plan walks the same graph as `up`: a value that AWS assigns during `up` (the id of an API still to
+    be created) shows as a placeholder such as "(the REST API created above)"."""
     s = session(as_json)
     result = Runner(s.ctx, s.stages(only), "plan").run()
     cost = monthly_cost(result.changes)
     if as_json:
-        s.emit({"changes": [c.to_dict() for c in result.changes],
-                "errors": [e.to_dict() for e in result.errors], "monthly_cost_added_usd": cost})
-    elif result.changes:
-        s.console.print(changes_table(result.changes, f"{len(result.changes)} change(s) planned"))
-        if cost:
-            s.console.print(f"These changes add about ${cost:.2f} a month (AWS list prices).")
+        s.emit({"changes": [c.to_dict(detail) for c in result.changes],
+                "errors": [e.to_dict() for e in result.errors],
+                "skipped": [{"stage": n.stage, "region": n.region} for n in result.nodes if n.skipped],
+                "monthly_cost_added_usd": float(cost)})
     else:
-        s.console.print("[green]No changes.[/green] Every stage is converged.")
-    for error in result.errors if not as_json else ():
-        s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
-    sys.exit(EXIT_OK if not result.errors else EXIT_FAILED)
+        if result.changes:
+            s.console.print(changes_table(result.changes, f"{len(result.changes)} change(s) planned"))
+            if cost:
+                s.console.print(f"These changes add about ${cost:.2f} a month (AWS list prices).")
+        for error in result.errors:
+            s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
+        skipped = [f"{n.stage}/{n.region}" for n in result.nodes if n.skipped]
+        if skipped:
+            s.console.print(f"[yellow]not planned after a failure:[/yellow] {', '.join(skipped)}")
+        if not result.changes and result.ok:
+            s.console.print("[green]No changes.[/green] Every stage is converged.")
+        elif not result.ok:
+            s.console.print("[red]The plan is incomplete[/red]: some stages could not be read (see above).")
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
 def add_stage_commands() -> None:
@@ -208,23 +250,18 @@ add_stage_commands()
 # ----------------------------------------------------------------------------------------------- status
 
 
-def collect_status(s: Session, stages: dict[str, Stage] | None = None) -> dict[str, Any]:
-    stages = stages or s.stages()
-    jobs = [(name, region) for name, st in stages.items() for region in st.regions()]
-
-    def one(job: tuple[str, str]) -> tuple[str, str, dict[str, Any]]:
-        name, region = job
-        try:
-            return name, region, stages[name].status(region)
-        except Exception as exc:  # status is best effort per stage; the error is shown, not hidden
-            return name, region, {"error": f"{type(exc).__name__}: {exc}"}
-
-    out: dict[str, Any] = {"regions": {r: {} for r in s.config.regions}, "global": {}}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for name, region, data in pool.map(one, jobs):
-            target = out["regions"].get(region, out["global"])
-            if data:
-                target[name] = data
+def collect_status(s: Session, stages: list[Stage[Any]] | None = None) -> dict[str, Any]:
+    """Every stage's status as one document: per region, and the global ones; read errors are listed
+    (and shown in the stage's place), never hidden."""
+    statuses, errors = read_status(s.ctx, stages or s.stages())
+    out: dict[str, Any] = {"regions": {r: {} for r in s.config.regions}, "global": {}, "errors": []}
+    for (name, region), status in statuses.items():
+        target = out["global"] if region == GLOBAL else out["regions"].setdefault(region, {})
+        target[name] = status.to_dict()
+    for error in errors:
+        target = out["global"] if error.region == GLOBAL else out["regions"].setdefault(error.region, {})
+        target[error.stage] = {"error": error.detail}
+        out["errors"].append(error.to_dict())
     return out
 
 
@@ -232,13 +269,15 @@ def collect_status(s: Session, stages: dict[str, Stage] | None = None) -> dict[s
 @json_option
 @handle_errors
 def status(as_json: bool) -> None:
-    """Show what exists of the stack, per region and for the global name."""
+    """Show what exists of the stack, per region and for the global name. Exit 1 when a part of the
+    stack could not be read."""
     s = session(as_json)
     data = collect_status(s)
     if as_json:
         s.emit(data)
-        return
-    print_status(s.console, data, s.config.regions, s.config.primary)
+    else:
+        print_status(s.console, data, s.config.regions, s.config.primary)
+    sys.exit(EXIT_FAILED if data["errors"] else EXIT_OK)
 
 
 # ------------------------------------------------------------------------------------------------- down
@@ -309,11 +348,10 @@ def failover_test(region: str | None, client_region: str | None, client_ip: str 
         except ValueError:
             raise click.BadParameter(f"{client_ip!r} is not an IP address", param_hint="--client-ip") from None
     s = session(as_json)
-    stages = s.stages()
     options = FailoverOptions(region=region, client_region=client_region, client_ip=client_ip, mode=mode,
                               timeout=timeout)
     on_step = (lambda step: None) if as_json else (lambda step: print_step(s.console, step))
-    report = FailoverTest(s.ctx, stages, options, on_step=on_step).run()
+    report = FailoverTest(s.ctx, s.stages(), options, sandbox=s.sandbox_link(), on_step=on_step).run()
     if as_json:
         s.emit(report.to_dict())
     else:
@@ -392,7 +430,8 @@ def sandbox_status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"running": bool(info), "url": info.url if info else None, **(health or {})}))
     elif info:
-        click.echo(f"sandbox running at {info.url} (pid {info.pid}, time scale {health['time_scale']:g})")
+        scale = f", time scale {health['time_scale']:g}" if health else ", not answering"
+        click.echo(f"sandbox running at {info.url} (pid {info.pid}{scale})")
     else:
         click.echo("no sandbox is running (start one with `multiregion sandbox start`)")
     sys.exit(EXIT_OK if info else EXIT_FAILED)
@@ -406,8 +445,9 @@ def sandbox_regions(as_json: bool) -> None:
     for a client in that region)."""
     from multiregion.regions import client_ip
 
-    rows = [{"region": r.code, "name": r.name, "location": {"latitude": r.location[0], "longitude": r.location[1]},
-             "client_subnet": r.client_subnet, "sample_client_ip": client_ip(r.code)} for r in REGIONS.values()]
+    rows: list[dict[str, Any]] = [
+        {"region": r.code, "name": r.name, "location": {"latitude": r.location[0], "longitude": r.location[1]},
+         "client_subnet": r.client_subnet, "sample_client_ip": client_ip(r.code)} for r in REGIONS.values()]
     if as_json:
         click.echo(json.dumps({"regions": rows}, indent=2))
         return

@@ -14,6 +14,7 @@ routes exactly as Route 53 would answer that client.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import socket
@@ -26,9 +27,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from multiregion.engine import Context, Runner, Stage
+from multiregion.lookups.functions import wait_updated
+from multiregion.lookups.health_checks import health_status
+from multiregion.lookups.routing import dns_answer
+from multiregion.lookups.zones import find_hosted_zone
 from multiregion.regions import REGIONS, client_ip, distance_km, region_of_ip
-from multiregion.sandbox import control
-from multiregion.stages.functions import wait_function_updated
 
 MODES = ("health", "outage")
 CLIENT_IP_HEADER = "X-Multiregion-Client-IP"
@@ -138,6 +141,14 @@ def _json(raw: bytes) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the test
 
 
+@dataclass(frozen=True)
+class SandboxLink:
+    """How to reach a sandbox's data plane, given by the command layer when the endpoint is a sandbox."""
+
+    url: str
+    time_scale: float = 1.0
+
+
 @dataclass
 class Options:
     region: str | None = None
@@ -148,37 +159,42 @@ class Options:
 
 
 class FailoverTest:
-    def __init__(self, ctx: Context, stages: dict[str, Stage], options: Options,
+    def __init__(self, ctx: Context, stages: list[Stage[Any]], options: Options, sandbox: SandboxLink | None = None,
                  on_step: Callable[[Step], None] = lambda step: None):
         self.ctx, self.config, self.stages, self.opts = ctx, ctx.config, stages, options
         self.on_step = on_step
+        self.reader = ctx.reader()
+        self.executor = ctx.executor()
         self.report = Report(mode=options.mode)
         self._undo: list[Callable[[], None]] = []
         self._items: dict[str, str] = {}  # test item id -> region that wrote it
         self._verify_item: dict[str, Any] = {}
         self._check_ids: dict[str, str] = {}
+        self._zone: str | None = None
         self._written_at = 0.0
-        # A sandbox answers its own health endpoint; AWS (or another local endpoint) does not.
-        sandbox = control.ping(ctx.clients.endpoint_url) if ctx.clients.endpoint_url else None
-        self.sandbox_url = ctx.clients.endpoint_url if sandbox else None
-        self.time_scale = float(sandbox.get("time_scale", 1.0)) if sandbox else 1.0
+        self.sandbox_url = sandbox.url if sandbox else None
+        self.time_scale = sandbox.time_scale if sandbox else 1.0
 
     # The one place where health and DNS answers are read; the stages own how.
     def healthy(self, region: str) -> bool:
-        from multiregion.stages.health_checks import health_status
-
         # The check ids are looked up once: listing every check of the account on each poll would run
         # into Route 53's request rate limit.
-        status = health_status(self.ctx, region, self._check_ids.get(region))
+        status = health_status(self.reader, region, self._check_ids.get(region))
         if status.get("check_id"):
             self._check_ids[region] = status["check_id"]
         return bool(status.get("healthy"))
 
     def answer(self) -> tuple[str | None, str | None]:
         """Route 53's answer for the client: (the endpoint's name, the region it is)."""
-        from multiregion.stages.routing import dns_answer
+        return dns_answer(self.reader, self.report.client_region or self.config.primary, self.report.client_ip,
+                          zone_id=self._zone_id())
 
-        return dns_answer(self.ctx, self.report.client_region or self.config.primary, self.report.client_ip)
+    def _zone_id(self) -> str | None:
+        # Looked up once: DNS answers are polled many times a second.
+        if self._zone is None:
+            zone = find_hosted_zone(self.reader)
+            self._zone = str(zone["Id"]) if zone else None
+        return self._zone
 
     def serving_region(self) -> str | None:
         return self.answer()[1]
@@ -237,11 +253,18 @@ class FailoverTest:
         self.on_step(step)
 
     def _poll(self, what: str, region: str, check: Callable[[], tuple[bool, str]]) -> str:
-        try:
-            return self.ctx.wait_until(what, region, check, timeout=self.opts.timeout,
-                                       interval=self._poll_interval())
-        except TimeoutError as exc:
-            raise CheckFailed(str(exc)) from None
+        """Poll `check` (done, status) until done, showing progress; a failed check after the timeout."""
+        deadline = time.monotonic() + self.opts.timeout
+        with self.ctx.reporter.waiting(what, region) as progress:
+            while True:
+                done, status = check()
+                progress.update(status)
+                if done:
+                    return status
+                if time.monotonic() > deadline:
+                    raise CheckFailed(f"gave up waiting for {what} after {self.opts.timeout:g} s "
+                                      f"(last status: {status})")
+                self.ctx.sleep(self._poll_interval())
 
     def _poll_interval(self) -> float:
         return max(0.05, min(1.0, self.config.health_check.interval / self.time_scale / 10))
@@ -304,14 +327,14 @@ class FailoverTest:
         for suffix in ("put", "get", "health"):
             name = self.config.name(suffix)
             before = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-            self._undo.append(lambda n=name, b=before: self._set_concurrency(failed, n, b))
+            self._undo.append(functools.partial(self._set_concurrency, failed, name, before))
             lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
         return f"reserved concurrency 0 on the item API's three functions in {failed}"
 
     def _set_env(self, region: str, name: str, variables: dict[str, str]) -> None:
         lam = self.ctx.clients("lambda", region)
         lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
-        wait_function_updated(self.ctx, region, name, "failover-test")
+        self.executor.wait(wait_updated(name, region))
 
     def _set_concurrency(self, region: str, name: str, value: int | None) -> None:
         lam = self.ctx.clients("lambda", region)

@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from multiregion.engine import Change, Progress, Reporter, RunResult, StepError
+from multiregion.engine import Progress, Reporter, RunResult, StepError
+from multiregion.plan import Change
 
 ACTION_STYLE = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
 
@@ -110,7 +111,7 @@ def changes_table(changes: list[Change], title: str) -> Table:
         table.add_column(column, overflow="fold")
     for c in changes:
         table.add_row(c.stage, c.region, Text(c.action, ACTION_STYLE.get(c.action, "")), c.resource,
-                      c.reason, c.cost)
+                      c.reason, str(c.cost) if c.cost else "")
     return table
 
 
@@ -223,7 +224,8 @@ def print_status(console: Console, data: dict[str, Any], regions: tuple[str, ...
     if routing:
         record = routing.get("policy_record") or {}
         detail = (f"policy record {record.get('state')}, {record.get('policy')} v{record.get('version')}, "
-                  f"TTL {record.get('ttl')}") if record else f"{len(routing.get('records') or [])} latency record(s)"
+                  f"TTL {record.get('ttl')}") if record else \
+            f"{len(routing.get('latency_records') or [])} latency record(s)"
         console.print(f"  global name   {routing.get('name')} ({routing.get('mode')}): {detail}", markup=False,
                       soft_wrap=True)
     for name, value in glob.items():

@@ -114,3 +114,90 @@ class Cli:
 def cli(write_config: Callable[..., Path]) -> Cli:
     """The CLI against the test sandbox with the demo config; cli.config can be replaced."""
     return Cli(write_config())
+
+
+# ------------------------------------------------------------------------------ crashes and AWS refusals
+
+
+class SimulatedCrash(BaseException):
+    """The process dying at a chosen point: nothing after it runs (not an Exception, so no handler in the
+    engine takes it for a failed step)."""
+
+
+class Crasher:
+    """Makes the executor die right after (or before) the first operation `when` matches; every later
+    operation of the run dies too, as it would with the process gone."""
+
+    def __init__(self, when: Callable[[Any], bool], after: bool = True):
+        self.when, self.after = when, after
+        self.crashed = False
+        self.seen: list[Any] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Crasher:
+        from multiregion.executor import Executor
+
+        real = Executor.run
+        crasher = self
+
+        def run(self: Executor, node: str, op: Any) -> dict[str, Any]:
+            if crasher.crashed:
+                raise SimulatedCrash("the process is gone")
+            hit = crasher.when(op)
+            if hit and not crasher.after:
+                crasher.crashed = True
+                raise SimulatedCrash(f"crashed before {op.describe()}")
+            answer = real(self, node, op)
+            crasher.seen.append(op)
+            if hit:
+                crasher.crashed = True
+                raise SimulatedCrash(f"crashed after {op.describe()}")
+            return answer
+
+        monkeypatch.setattr(Executor, "run", run)
+        return self
+
+
+def is_call(method: str, **params: Any) -> Callable[[Any], bool]:
+    """A predicate on operations: a Call of that boto3 method whose parameters include these values."""
+    from multiregion.plan import Call
+
+    def match(op: Any) -> bool:
+        return isinstance(op, Call) and op.method == method and all(op.params.get(k) == v for k, v in params.items())
+
+    return match
+
+
+def refuse(monkeypatch: pytest.MonkeyPatch, service: str, operation: str, code: str, message: str = "refused",
+           times: int = 1, when: Callable[[dict[str, Any]], bool] = lambda params: True) -> list[dict[str, Any]]:
+    """Every client the tool makes answers `operation` with an AWS error `code`, `times` times (for the
+    calls whose parameters `when` accepts); the refused calls' parameters are returned as they happen."""
+    from botocore.awsrequest import AWSResponse
+
+    from multiregion.aws import ClientProvider
+
+    refused: list[dict[str, Any]] = []
+    real = ClientProvider.client
+
+    def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["api_params"] = dict(params)
+
+    def refuser(context: dict[str, Any], **_: Any) -> Any:
+        params = context.get("api_params", {})
+        if len(refused) >= times or not when(params):
+            return None
+        refused.append(params)
+        response = AWSResponse("https://sandbox", 400, {}, None)  # type: ignore[arg-type]
+        return response, {"Error": {"Code": code, "Message": message},
+                          "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    def client(self: ClientProvider, svc: str, region: str) -> Any:
+        made = real(self, svc, region)
+        if svc == service and not getattr(made, f"_refuses_{operation}", False):
+            name = made.meta.service_model.service_id.hyphenize()
+            made.meta.events.register(f"before-parameter-build.{name}.{operation}", remember)
+            made.meta.events.register(f"before-call.{name}.{operation}", refuser)
+            setattr(made, f"_refuses_{operation}", True)
+        return made
+
+    monkeypatch.setattr(ClientProvider, "client", client)
+    return refused

@@ -12,39 +12,40 @@ from botocore.stub import ANY, Stubber
 
 from multiregion.aws import ClientProvider
 from multiregion.config import DomainConfig, parse_config
-from multiregion.engine import GLOBAL, TAG_STACK, Context, StepError
+from multiregion.engine import GLOBAL, TAG_STACK, Context, Reader, StepError
+from multiregion.executor import BuiltinContext
+from multiregion.lookups.apis import regional_domain
+from multiregion.lookups.zones import find_hosted_zone
 from multiregion.regions import REGIONS
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages import zone as zone_module
-from multiregion.stages.certificates import CertificatesStage, idempotency_token
-from multiregion.stages.domains import regional_domain
-from multiregion.stages.zone import find_hosted_zone, hosted_zone_id
-from tests.conftest import Cli, demo_config, wait_for
+from multiregion.stages.certificates import idempotency_token
+from tests.conftest import Cli, Crasher, SimulatedCrash, demo_config, is_call, refuse, wait_for
 
 REGIONS_ = ("eu-west-1", "us-east-1")
 DOMAIN = "api.multiregion-demo.example.com"
 ZONE = "multiregion-demo.example.com"
-MINE = ("--only", "hosted-zone", "--only", "certificates", "--only", "domains")
+# `--only domains` brings in what domains depend on: the zone, the certificates, the API and its functions.
+MINE = ("--only", "domains")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+class ApiIds(dict[str, str]):
+    """The stack's REST API ids per region, read when asked (the tests' `up` creates them)."""
+
+    def __init__(self, aws: Any):
+        super().__init__()
+        self.aws = aws
+
+    def __getitem__(self, region: str) -> str:
+        return api_ids(self.aws)[region]
+
+
 @pytest.fixture
-def rest_apis(aws: Any) -> dict[str, str]:
-    """A deployed REST API per region, named and tagged as the api stage makes it (without functions)."""
-    ids = {}
-    for region in REGIONS_:
-        apigw = aws("apigateway", region)
-        api = apigw.create_rest_api(name="items", endpointConfiguration={"types": ["REGIONAL"]},
-                                    tags={TAG_STACK: "items"})["id"]
-        root = apigw.get_resources(restApiId=api)["items"][0]["id"]
-        apigw.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
-        apigw.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
-        apigw.create_deployment(restApiId=api, stageName="prod")
-        apigw.create_deployment(restApiId=api, stageName="other")
-        ids[region] = api
-    return ids
+def rest_apis(aws: Any) -> ApiIds:
+    return ApiIds(aws)
 
 
 def context(sandbox: Sandbox, hosted_zone: str | None = None) -> Context:
@@ -58,6 +59,15 @@ def context(sandbox: Sandbox, hosted_zone: str | None = None) -> Context:
         config = replace(config, domain=DomainConfig(name=DOMAIN, hosted_zone=hosted_zone))
     return Context(config=config, clients=ClientProvider(sandbox.url), poll_interval=0.02)
 
+
+def reader(sandbox: Sandbox, hosted_zone: str | None = None) -> Reader:
+    return context(sandbox, hosted_zone).reader()
+
+
+def zone_id_of(sandbox: Sandbox, hosted_zone: str) -> str:
+    zone = find_hosted_zone(reader(sandbox, hosted_zone))
+    assert zone is not None
+    return str(zone["Id"]).rsplit("/", 1)[-1]
 
 
 def certs(aws: Any, region: str, statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -132,7 +142,10 @@ def test_plan_on_a_fresh_account_shows_zone_certificates_and_domains(cli: Cli, a
                                                                    rest_apis: dict[str, str]) -> None:
     code, plan = cli.json("plan", *MINE)
     assert code == 0, plan
-    planned = [(c["stage"], c["region"], c["action"], c["resource"]) for c in plan["changes"]]
+    planned = [(c["stage"], c["region"], c["action"], c["resource"]) for c in plan["changes"]
+               if c["stage"] in ("hosted-zone", "certificates", "domains")]
+    assert {c["stage"] for c in plan["changes"]} == {"roles", "functions", "api", "hosted-zone", "certificates",
+                                                     "domains"}
     assert planned == [
         ("hosted-zone", GLOBAL, "create", f"hosted zone {ZONE}"),
         ("certificates", "eu-west-1", "create", f"certificate {DOMAIN}"),
@@ -142,14 +155,15 @@ def test_plan_on_a_fresh_account_shows_zone_certificates_and_domains(cli: Cli, a
         ("domains", "us-east-1", "create", f"domain {DOMAIN}"),
         ("domains", "us-east-1", "create", f"base path mapping {DOMAIN}/"),
     ]
-    assert plan["changes"][0]["cost"] == "$0.50/month"
-    assert f"{rest_apis['eu-west-1']}/prod" in plan["changes"][4]["reason"]
+    mine = [c for c in plan["changes"] if c["stage"] in ("hosted-zone", "certificates", "domains")]
+    assert mine[0]["cost"] == "$0.50/month"
+    assert mine[4]["reason"] == "-> (the REST API created above in eu-west-1)/prod"
     assert zones(aws) == [] and certs(aws, "eu-west-1") == []
 
 
 def test_up_on_own_stages_converges_and_rerun_writes_nothing(cli: Cli, aws: Any, sandbox: Sandbox,
                                                              rest_apis: dict[str, str]) -> None:
-    ctx = context(sandbox)
+    ctx = reader(sandbox)
     assert regional_domain(ctx, "eu-west-1") is None
     code, doc = cli.json("up", *MINE)
     assert code == 0, doc
@@ -172,10 +186,9 @@ def test_up_on_own_stages_converges_and_rerun_writes_nothing(cli: Cli, aws: Any,
 def test_certificate_requested_by_an_interrupted_run_is_reused(cli: Cli, aws: Any, sandbox: Sandbox,
                                                                rest_apis: dict[str, str]) -> None:
     # A run that stopped right after RequestCertificate: untagged, no validation record.
-    ctx = context(sandbox)
     earlier = {region: aws("acm", region).request_certificate(
-        DomainName=DOMAIN, ValidationMethod="DNS", IdempotencyToken=idempotency_token(ctx, region))["CertificateArn"]
-        for region in REGIONS_}
+        DomainName=DOMAIN, ValidationMethod="DNS", IdempotencyToken=idempotency_token("items", region, DOMAIN))[
+        "CertificateArn"] for region in REGIONS_}
     code, doc = cli.json("up", *MINE)
     assert code == 0, doc
     for region in REGIONS_:
@@ -185,14 +198,12 @@ def test_certificate_requested_by_an_interrupted_run_is_reused(cli: Cli, aws: An
 
 def test_run_that_stopped_before_validation_resumes(cli: Cli, aws: Any, rest_apis: dict[str, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    def crash(self: CertificatesStage, region: str, arn: str) -> None:
-        raise StepError("certificates", region, arn, "simulated crash before the validation record")
-
     with monkeypatch.context() as patch:
-        patch.setattr(CertificatesStage, "_validate", crash)
-        code, doc = cli.json("up", *MINE)
-    assert code == 1 and {e["region"] for e in doc["errors"]} == set(REGIONS_)
-    assert all(len(certs(aws, r)) == 1 for r in REGIONS_)
+        # Dies right before the zone is tagged for the validation record (the record comes after).
+        Crasher(is_call("change_tags_for_resource", ResourceType="hostedzone"), after=False).install(patch)
+        with pytest.raises(SimulatedCrash):
+            cli.json("up", *MINE)
+    wait_for(lambda: all(len(certs(aws, r)) == 1 for r in REGIONS_))
     assert validation_records(aws, zones(aws)[0]["Id"]) == []
 
     code, plan = cli.json("plan", *MINE)
@@ -214,7 +225,7 @@ def test_failed_validation_stops_up_naming_region_and_certificate(cli: Cli, aws:
     for region, error in errors.items():
         [failed] = certs(aws, region)
         assert error["stage"] == "certificates" and failed["Status"] == "FAILED"
-        assert failed["CertificateArn"] in error["resource"] and "FAILED" in error["error"]
+        assert failed["CertificateArn"] in error["error"] and "FAILED" in error["error"]
         assert "CAA_ERROR" in error["error"]
     assert {(s["stage"], s["region"]) for s in doc["skipped"]} == {("domains", r) for r in REGIONS_}
     assert all(domain_of(aws, r) is None for r in REGIONS_)
@@ -281,21 +292,23 @@ def test_two_zones_of_the_name_ask_for_the_id(cli: Cli, aws: Any, sandbox: Sandb
 
     # Named by id, bare or with /hostedzone/, the zone is found.
     for given in (ids[1], ids[1].rsplit("/", 1)[-1]):
-        assert hosted_zone_id(context(sandbox, hosted_zone=given)) == ids[1].rsplit("/", 1)[-1]
+        assert zone_id_of(sandbox, given) == ids[1].rsplit("/", 1)[-1]
 
 
-def test_zone_given_by_id_must_contain_the_domain(sandbox: Sandbox, aws: Any) -> None:
+def test_zone_given_by_id_must_contain_the_domain(sandbox: Sandbox, aws: Any,
+                                                  write_config: Callable[..., Path]) -> None:
     other = aws("route53").create_hosted_zone(Name="elsewhere.example.org", CallerReference="x")["HostedZone"]["Id"]
     with pytest.raises(StepError) as err:
-        find_hosted_zone(context(sandbox, hosted_zone=other))
+        find_hosted_zone(reader(sandbox, hosted_zone=other))
     assert "does not lie inside" in err.value.detail
-    with pytest.raises(StepError) as err:
-        hosted_zone_id(context(sandbox, hosted_zone="/hostedzone/ZNOSUCHZONE1"))
-    assert "ZNOSUCHZONE1" in err.value.detail and "no hosted zone" in err.value.detail
+    assert find_hosted_zone(reader(sandbox, hosted_zone="/hostedzone/ZNOSUCHZONE1")) is None
+    cli = Cli(write_config(domain__hosted_zone="ZNOSUCHZONE1", domain__create_zone=False))
+    code, doc = cli.json("up", "--only", "hosted-zone")
+    assert code == 1 and "ZNOSUCHZONE1" in doc["errors"][0]["error"] and "no hosted zone" in doc["errors"][0]["error"]
 
 
 def test_zone_created_but_not_tagged_is_adopted(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
-    reference = zone_module.caller_reference(context(sandbox), 0)
+    reference = zone_module.reference_seed(context(sandbox).env()) + "0"
     zone_id = aws("route53").create_hosted_zone(Name=ZONE, CallerReference=reference)["HostedZone"]["Id"]
     code, doc = cli.json("up", "--only", "hosted-zone")
     assert code == 0, doc
@@ -311,6 +324,7 @@ def test_zone_created_but_not_tagged_is_adopted(cli: Cli, aws: Any, sandbox: San
 def test_drifted_domain_and_mapping_are_repaired(cli: Cli, aws: Any, rest_apis: dict[str, str]) -> None:
     assert cli.json("up", *MINE)[0] == 0
     apigw = aws("apigateway", "us-east-1")
+    apigw.create_deployment(restApiId=rest_apis["us-east-1"], stageName="other")
     apigw.update_domain_name(domainName=DOMAIN, patchOperations=[
         {"op": "replace", "path": "/securityPolicy", "value": "TLS_1_0"}])
     apigw.update_base_path_mapping(domainName=DOMAIN, basePath="(none)", patchOperations=[
@@ -353,13 +367,14 @@ def test_down_removes_mappings_domains_certificates_then_the_record(cli: Cli, aw
                                                                    rest_apis: dict[str, str]) -> None:
     assert cli.json("up", *MINE)[0] == 0
     left_at_record_deletion: list[int] = []
-    real = zone_module.delete_record
 
-    def delete_record(ctx: Context, zone_id: str, rrset: dict[str, Any]) -> None:
-        left_at_record_deletion.append(sum(len(certs(aws, r)) for r in REGIONS_))
-        real(ctx, zone_id, rrset)
+    def deleting_the_record(op: Any) -> bool:
+        if is_call("change_resource_record_sets")(op) and \
+                op.params["ChangeBatch"]["Changes"][0]["Action"] == "DELETE":
+            left_at_record_deletion.append(sum(len(certs(aws, r)) for r in REGIONS_))
+        return False
 
-    monkeypatch.setattr(zone_module, "delete_record", delete_record)
+    Crasher(deleting_the_record).install(monkeypatch)
     code, doc = cli.json("down", "--yes")
     assert code == 0, doc
     assert left_at_record_deletion == [0]  # the record goes last, after every region's certificate
@@ -407,38 +422,32 @@ def test_down_keeps_another_accounts_validation_record(cli: Cli, aws: Any, rest_
 def test_zone_creation_moves_past_a_caller_reference_already_used(sandbox: Sandbox) -> None:
     # After `down`, Route 53 refuses the reference of the deleted zone: the next one in the sequence is used.
     ctx = context(sandbox)
-    route53 = ctx.clients("route53", ctx.config.primary)
+    seed = zone_module.reference_seed(ctx.env())
+    route53 = ctx.clients("route53", "us-east-1")
     created = {"HostedZone": {"Id": "/hostedzone/ZNEW", "Name": f"{ZONE}.", "CallerReference": "x"},
                "ChangeInfo": {"Id": "c", "Status": "PENDING", "SubmittedAt": "2024-01-01T00:00:00Z"},
                "DelegationSet": {"NameServers": ["ns-1.example.net"]}, "Location": "https://route53/zone"}
     with Stubber(route53) as stub:
         stub.add_client_error("create_hosted_zone", "HostedZoneAlreadyExists", expected_params={
-            "Name": f"{ZONE}.", "CallerReference": zone_module.caller_reference(ctx, 0), "HostedZoneConfig": ANY})
-        stub.add_response("list_hosted_zones_by_name", {"HostedZones": [], "IsTruncated": False, "MaxItems": "100"})
+            "Name": f"{ZONE}.", "CallerReference": f"{seed}0", "HostedZoneConfig": ANY})
+        stub.add_response("list_hosted_zones_by_name", {"HostedZones": [], "IsTruncated": False, "MaxItems": "1"})
         stub.add_response("create_hosted_zone", created, expected_params={
-            "Name": f"{ZONE}.", "CallerReference": zone_module.caller_reference(ctx, 1), "HostedZoneConfig": ANY})
+            "Name": f"{ZONE}.", "CallerReference": f"{seed}1", "HostedZoneConfig": ANY})
         stub.add_response("change_tags_for_resource", {}, expected_params={
             "ResourceType": "hostedzone", "ResourceId": "ZNEW", "AddTags": [{"Key": TAG_STACK, "Value": "items"}]})
-        zone_module.HostedZoneStage(ctx)._create()
+        answer = zone_module.create_hosted_zone(BuiltinContext(ctx.clients, lambda s: None, lambda w: {}, print),
+                                                "us-east-1", name=f"{ZONE}.", reference_seed=seed, comment="c",
+                                                tags={TAG_STACK: "items"})
         stub.assert_no_pending_responses()
-    assert hosted_zone_id(ctx) == "ZNEW"
+    assert answer == {"zone_id": "ZNEW"}
 
 
 def test_a_certificate_not_found_right_after_its_request_is_not_requested_again(
         cli: Cli, aws: Any, monkeypatch: pytest.MonkeyPatch, rest_apis: dict[str, str]) -> None:
-    import multiregion.stages.certificates as certificates_module
-
-    real = certificates_module.describe_certificate
-    seen: set[str] = set()
-
-    def eventually_consistent(ctx: Context, region: str, arn: str) -> dict[str, Any] | None:
-        if arn not in seen:  # ACM does not know a brand-new certificate yet
-            seen.add(arn)
-            return None
-        return real(ctx, region, arn)
-
-    monkeypatch.setattr(certificates_module, "describe_certificate", eventually_consistent)
+    # ACM does not know a brand-new certificate yet: the first Describe after each request says so.
+    refused = refuse(monkeypatch, "acm", "DescribeCertificate", "ResourceNotFoundException", times=2)
     code, doc = cli.json("up", *MINE)
     assert code == 0, doc
+    assert len(refused) == 2
     for region in REGIONS_:
         assert len(certs(aws, region)) == 1

@@ -1,14 +1,33 @@
-"""The engine on its own: dependency order, parallel regions, failures that stop only their dependents."""
+"""The engine on its own: dependency order, parallel regions, failures that stop only their dependents, the
+graph checked before anything runs, and values passed between nodes as data."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
 
 from multiregion.aws import ClientProvider, is_write
 from multiregion.config import parse_config
-from multiregion.engine import GLOBAL, Change, Context, Runner, Stage, StepError, build_graph, monthly_cost
+from multiregion.engine import (
+    GLOBAL,
+    Context,
+    Env,
+    GraphError,
+    Inputs,
+    NodePlan,
+    Reader,
+    Runner,
+    Stage,
+    StepError,
+    build_graph,
+    check_stages,
+    with_dependencies,
+)
+from multiregion.executor import BuiltinContext, Executor, builtin
+from multiregion.plan import Builtin, Change, Cost, Ref, monthly_cost, usd
 
 CONFIG = parse_config({"service": "svc", "regions": ["eu-west-1", "us-east-1", "ap-southeast-2"],
                        "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
@@ -24,46 +43,84 @@ class Recorder:
             self.events.append((what, stage, region, time.monotonic()))
 
 
+RECORDERS: dict[str, tuple[Recorder, float]] = {}
+
+
+@builtin("test.record")
+def _record(ctx: BuiltinContext, region: str, key: str, stage: str, delay: float = 0.0,
+            produce: str = "") -> dict[str, Any]:
+    rec = RECORDERS[key][0]
+    rec.add("start", stage, region)
+    time.sleep(delay)
+    rec.add("end", stage, region)
+    return {"value": produce or f"{stage}-{region}"}
+
+
 def make_stage(name: str, scope: str = "region", depends_on: tuple[str, ...] = (), delay: float = 0.0,
-               fail_in: str | None = None, rec: Recorder | None = None) -> type[Stage]:
-    def plan(self: Stage, region: str) -> list[Change]:
-        if region == fail_in:
-            raise StepError(name, region, "thing", "boom")
+               fail_in: str | None = None, rec: Recorder | None = None, boom_in: str | None = None) -> Stage[Any]:
+    key = f"{name}-{id(rec)}"
+    if rec is not None:
+        RECORDERS[key] = (rec, delay)
 
-        def apply() -> None:
-            rec and rec.add("start", name, region)
-            time.sleep(delay)
-            rec and rec.add("end", name, region)
+    class Made(Stage[None]):
+        depends_on: ClassVar[tuple[str, ...]] = ()
 
-        return [self.change(region, "create", f"{name}-thing", "test", apply)]
+        def read(self, aws: Reader, region: str) -> None:
+            if region == boom_in:
+                raise KeyError("a bug")
+            return None
 
-    return type(f"{name}Stage", (Stage,), {"name": name, "help": name, "scope": scope,
-                                            "depends_on": depends_on, "plan": plan})
+        def diff(self, env: Env, region: str, snapshot: None, inputs: Inputs) -> NodePlan:
+            if region == fail_in:
+                raise StepError(name, region, "thing", "boom")
+            ops = (Builtin("test.record", region, {"key": key, "stage": name, "delay": delay},
+                           outputs={"thing": "value"}),) if rec else ()
+            return NodePlan(changes=(self.change(region, "create", f"{name}-thing", "test", *ops),),
+                            outputs={"thing": self.ref(region, "thing", "the thing")})
+
+    Made.name, Made.help, Made.scope, Made.depends_on = name, name, scope, depends_on
+    return Made()
 
 
 def context() -> Context:
-    return Context(config=CONFIG, clients=ClientProvider("http://127.0.0.1:9"))
-
-
-def stages(ctx: Context, *classes: type[Stage]) -> dict[str, Stage]:
-    return {c.name: c(ctx) for c in classes}
+    return Context(config=CONFIG, clients=ClientProvider("http://127.0.0.1:9"), identity=("123456789012", "aws"),
+                   packages={})
 
 
 def test_graph_links_regions_primary_and_global_nodes() -> None:
-    ctx = context()
-    graph = build_graph(stages(ctx, make_stage("a", "primary"), make_stage("b", "global", ("a",)),
-                               make_stage("c", "region", ("b",)), make_stage("d", "region", ("c",))))
+    graph = build_graph([make_stage("a", "primary"), make_stage("b", "global", ("a",)),
+                         make_stage("c", "region", ("b",)), make_stage("d", "region", ("c",))], CONFIG)
     assert graph[("a", "eu-west-1")] == set()
     assert graph[("b", GLOBAL)] == {("a", "eu-west-1")}
     assert graph[("c", "us-east-1")] == {("b", GLOBAL)}
     assert graph[("d", "us-east-1")] == {("c", "us-east-1")}
 
 
+def test_a_misspelled_dependency_is_refused_before_anything_runs() -> None:
+    with pytest.raises(GraphError, match="'b' depends on 'aa', which is not a stage"):
+        check_stages([make_stage("a"), make_stage("b", depends_on=("aa",))])
+    with pytest.raises(GraphError):
+        Runner(context(), [make_stage("a"), make_stage("b", depends_on=("aa",))], "up")
+
+
+def test_a_cycle_is_refused_with_its_path() -> None:
+    with pytest.raises(GraphError, match="cycle: a -> c -> b -> a|cycle: b -> a -> c -> b|cycle: c -> b -> a -> c"):
+        check_stages([make_stage("a", depends_on=("c",)), make_stage("b", depends_on=("a",)),
+                      make_stage("c", depends_on=("b",))])
+
+
+def test_only_brings_in_what_the_selected_stages_depend_on() -> None:
+    stages = [make_stage("a"), make_stage("b", depends_on=("a",)), make_stage("c", depends_on=("b",)),
+              make_stage("d")]
+    assert [s.name for s in with_dependencies(stages, ["c"])] == ["a", "b", "c"]
+    with pytest.raises(GraphError, match="no stage 'zz'"):
+        with_dependencies(stages, ["zz"])
+
+
 def test_regions_run_in_parallel_and_dependencies_in_order() -> None:
     rec = Recorder()
-    ctx = context()
-    result = Runner(ctx, stages(ctx, make_stage("first", delay=0.3, rec=rec),
-                                make_stage("second", depends_on=("first",), delay=0.05, rec=rec)), "up").run()
+    result = Runner(context(), [make_stage("first", delay=0.3, rec=rec),
+                                make_stage("second", depends_on=("first",), delay=0.05, rec=rec)], "up").run()
     assert result.ok and len(result.changes) == 6
     starts = {(s, r): t for what, s, r, t in rec.events if what == "start"}
     ends = {(s, r): t for what, s, r, t in rec.events if what == "end"}
@@ -76,9 +133,8 @@ def test_regions_run_in_parallel_and_dependencies_in_order() -> None:
 
 def test_a_failed_node_skips_its_dependents_only() -> None:
     rec = Recorder()
-    ctx = context()
-    result = Runner(ctx, stages(ctx, make_stage("first", fail_in="us-east-1", rec=rec),
-                                make_stage("second", depends_on=("first",), rec=rec)), "up").run()
+    result = Runner(context(), [make_stage("first", fail_in="us-east-1", rec=rec),
+                                make_stage("second", depends_on=("first",), rec=rec)], "up").run()
     assert not result.ok
     assert [(e.stage, e.region) for e in result.errors] == [("first", "us-east-1")]
     assert [(n.stage, n.region) for n in result.nodes if n.skipped] == [("second", "us-east-1")]
@@ -86,34 +142,88 @@ def test_a_failed_node_skips_its_dependents_only() -> None:
     assert ("second", "eu-west-1") in done and ("second", "ap-southeast-2") in done
 
 
-def test_plan_applies_nothing() -> None:
+def test_an_unexpected_exception_fails_its_node_as_a_bug_and_does_not_hang() -> None:
     rec = Recorder()
-    ctx = context()
-    result = Runner(ctx, stages(ctx, make_stage("first", rec=rec)), "plan").run()
+    result = Runner(context(), [make_stage("first", boom_in="eu-west-1", rec=rec),
+                                make_stage("second", depends_on=("first",), rec=rec)], "up").run()
+    (error,) = result.errors
+    assert (error.stage, error.region) == ("first", "eu-west-1")
+    assert "KeyError" in error.detail and "bug" in error.hint and error.trace
+    assert [(n.stage, n.region) for n in result.nodes if n.skipped] == [("second", "eu-west-1")]
+
+
+def test_plan_applies_nothing_and_hands_placeholders_downstream() -> None:
+    rec = Recorder()
+    seen: list[Any] = []
+
+    class Consumer(Stage[None]):
+        name, help, scope, depends_on = "consumer", "c", "global", ("first",)
+
+        def read(self, aws: Reader, region: str) -> None:
+            return None
+
+        def diff(self, env: Env, region: str, snapshot: None, inputs: Inputs) -> NodePlan:
+            seen.append(inputs.get("first", "us-east-1", "thing"))
+            return NodePlan()
+
+    result = Runner(context(), [make_stage("first", rec=rec), Consumer()], "plan").run()
     assert len(result.changes) == 3 and rec.events == []
+    assert seen == [Ref("first/us-east-1", "thing", "(the thing in us-east-1)")]
+    assert str(seen[0]) == "(the thing in us-east-1)"
+
+
+def test_up_hands_the_values_operations_produced_downstream() -> None:
+    rec = Recorder()
+    seen: list[Any] = []
+
+    class Consumer(Stage[None]):
+        name, help, scope, depends_on = "consumer", "c", "global", ("first",)
+
+        def read(self, aws: Reader, region: str) -> None:
+            return None
+
+        def diff(self, env: Env, region: str, snapshot: None, inputs: Inputs) -> NodePlan:
+            seen.append(sorted((r, o["thing"]) for r, o in inputs.by_region("first").items()))
+            return NodePlan()
+
+    assert Runner(context(), [make_stage("first", rec=rec), Consumer()], "up").run().ok
+    assert seen == [[(r, f"first-{r}") for r in sorted(CONFIG.regions)]]
 
 
 def test_down_runs_dependents_first() -> None:
     order: list[str] = []
 
-    def destroying(name: str, depends_on: tuple[str, ...] = ()) -> type[Stage]:
-        def destroy(self: Stage, region: str) -> list[Change]:
-            return [self.change(region, "delete", name, "down", lambda: order.append(name))]
+    @builtin("test.order")
+    def _order(ctx: BuiltinContext, region: str, name: str) -> dict[str, Any]:
+        order.append(name)
+        return {}
 
-        return type(name, (Stage,), {"name": name, "help": name, "scope": "global",
-                                     "depends_on": depends_on, "destroy": destroy})
+    def destroying(name: str, depends_on: tuple[str, ...] = ()) -> Stage[Any]:
+        class Made(Stage[None]):
+            def read(self, aws: Reader, region: str) -> None:
+                return None
 
-    ctx = context()
-    Runner(ctx, stages(ctx, destroying("base"), destroying("top", ("base",))), "down").run()
+            def destroy(self, env: Env, region: str, snapshot: None) -> NodePlan:
+                return NodePlan(changes=(self.change(region, "delete", name, "down",
+                                                     Builtin("test.order", region, {"name": name})),))
+
+        Made.name, Made.help, Made.scope, Made.depends_on = name, name, "global", depends_on
+        return Made()
+
+    Runner(context(), [destroying("base"), destroying("top", ("base",))], "down").run()
     assert order == ["top", "base"]
 
 
-def test_monthly_cost_adds_up_the_changes_costs() -> None:
-    def change(cost: str) -> Change:
-        return Change("s", "eu-west-1", "create", "r", "why", cost)
+def test_monthly_cost_adds_up_the_changes_costs_as_decimals() -> None:
+    def change(cost: Cost | None) -> Change:
+        return Change("s", "eu-west-1", "create", "r", "why", cost=cost)
 
-    assert monthly_cost([change("$50.00/month"), change("$2.50/month"), change(""), change("$0.50/month")]) == 53.0
-    assert monthly_cost([]) == 0.0
+    total = monthly_cost([change(usd("50.00")), change(usd("2.50")), change(None), change(usd("0.10")),
+                          change(usd("0.20"))])
+    assert str(total) == "52.80"  # no float rounding (0.1 + 0.2)
+    assert monthly_cost([]) == 0
+    assert str(usd("50")) == "$50.00/month"
+    assert change(usd("2.50")).to_dict()["cost"] == "$2.50/month"
 
 
 def test_write_classification() -> None:
@@ -123,27 +233,11 @@ def test_write_classification() -> None:
                                        "AddPermission", "CreateDeployment", "TagResource"))
 
 
-def test_wait_until_reports_progress_and_times_out() -> None:
-    seen: list[str] = []
+def test_an_unknown_ref_is_reported_as_a_bug_not_sent_to_aws() -> None:
+    executor = Executor(ClientProvider("http://127.0.0.1:9"), context().reporter)
+    from multiregion.executor import ExecutionError
 
-    class Rep:
-        def waiting(self, what: str, region: str) -> Any:
-            import contextlib
-
-            class P:
-                def update(self, status: str) -> None:
-                    seen.append(status)
-
-            return contextlib.nullcontext(P())
-
-    ctx = Context(config=CONFIG, clients=ClientProvider("http://127.0.0.1:9"), reporter=Rep(),  # type: ignore
-                  sleep=lambda s: None)
-    states = iter(["CREATING", "CREATING", "ACTIVE"])
-    assert ctx.wait_until("x", "eu-west-1", lambda: ((s := next(states)) == "ACTIVE", s)) == "ACTIVE"
-    assert seen == ["CREATING", "CREATING", "ACTIVE"]
-    try:
-        ctx.wait_until("never", "eu-west-1", lambda: (False, "PENDING"), timeout=0.01)
-    except TimeoutError as exc:
-        assert "never" in str(exc) and "PENDING" in str(exc)
-    else:
-        raise AssertionError("no timeout")
+    with pytest.raises(ExecutionError, match="not known"):
+        executor.resolve({"Id": Ref("x/global", "id", "(x)")})
+    executor.store("x/global", "id", "abc")
+    assert executor.resolve({"Id": Ref("x/global", "id", "(x)"), "List": (1, 2)}) == {"Id": "abc", "List": [1, 2]}

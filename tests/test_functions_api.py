@@ -13,12 +13,13 @@ from botocore.exceptions import ClientError
 from multiregion import packaging
 from multiregion.aws import ClientProvider
 from multiregion.config import load_config
-from multiregion.engine import TAG_REGION, TAG_STACK, Context, Reporter
+from multiregion.engine import TAG_REGION, TAG_STACK, Context, Inputs, Reporter
+from multiregion.lookups.apis import duplicates_warning, find_rest_apis
 from multiregion.sandbox.app import ACCOUNT_ID
 from multiregion.sandbox.server import Sandbox
-from multiregion.stages import api as api_stage
 from multiregion.stages import functions as functions_stage
-from tests.conftest import Cli
+from multiregion.stages import roles as roles_stage
+from tests.conftest import Cli, refuse
 
 ALL = ("--only", "tables", "--only", "global-table", "--only", "functions", "--only", "api")
 MINE = ("--only", "functions", "--only", "api")
@@ -153,11 +154,14 @@ def test_up_converges_then_a_second_up_writes_nothing(cli: Cli, aws: Any, sandbo
     assert again["changes"] == [] and again["api_calls"]["writes"] == {}
     assert planned(cli) == []
 
-    # Functions the plan found unchanged and ready are not read again to settle.
-    stage = functions_stage.FunctionsStage(context(sandbox, cli.config))
-    assert stage.plan("us-east-1") == []
-    stage.settle("us-east-1")
-    assert stage.ctx.clients.calls["GetFunction"] == 3
+    # Functions found unchanged and ready need no wait either: three reads of GetFunction, nothing more.
+    ctx = context(sandbox, cli.config)
+    stage, reader = functions_stage.FunctionsStage(), ctx.reader()
+    snapshot = stage.read(reader, "us-east-1")
+    inputs = Inputs({("roles", "global"): {"role_arns": {c: role_arn() for c in COMPONENTS}}})
+    plan = stage.diff(reader.env, "us-east-1", snapshot, inputs)
+    assert plan.changes == () and plan.waits == ()
+    assert ctx.clients.calls["GetFunction"] == 3 and "GetFunctionConfiguration" not in ctx.clients.calls
 
 
 def test_plan_on_a_fresh_account_lists_everything_and_writes_nothing(cli: Cli, aws: Any) -> None:
@@ -207,7 +211,7 @@ def test_status_drift_is_reported_then_restored(cli: Cli, aws: Any, sandbox: San
         ("us-east-1", "update", "function items-health")]
     assert "drift: STATUS is 404, configured 200" in plan["changes"][0]["reason"]
     ctx = context(sandbox, cli.config)
-    assert functions_stage.FunctionsStage(ctx).status("us-east-1")["health_status"] == "404"
+    assert functions_stage.FunctionsStage().status(ctx.reader(), "us-east-1").health_status == "404"
 
     doc = up(cli)
     assert doc["api_calls"]["writes"] == {"UpdateFunctionConfiguration": 1}
@@ -291,7 +295,7 @@ def test_a_new_region_gets_its_functions_and_the_role_is_widened(cli: Cli, aws: 
 def test_untagged_function_is_a_conflict_and_left_alone(cli: Cli, aws: Any) -> None:
     iam = aws("iam", "eu-west-1")
     iam.create_role(RoleName="someone-else", AssumeRolePolicyDocument=json.dumps(
-        functions_stage.LAMBDA_TRUST_POLICY))
+        roles_stage.LAMBDA_TRUST_POLICY))
     zipped = packaging.zip_files({"x.py": b"def handler(e, c):\n    return 1\n"})
     aws("lambda", "eu-west-1").create_function(
         FunctionName="items-put", Runtime="python3.11", Handler="x.handler", Code={"ZipFile": zipped},
@@ -309,7 +313,7 @@ def test_untagged_function_is_a_conflict_and_left_alone(cli: Cli, aws: Any) -> N
 
 def test_untagged_role_is_a_conflict(cli: Cli, aws: Any) -> None:
     aws("iam", "eu-west-1").create_role(RoleName="items-lambda", AssumeRolePolicyDocument=json.dumps(
-        functions_stage.LAMBDA_TRUST_POLICY))
+        roles_stage.LAMBDA_TRUST_POLICY))
     code, doc = cli.json("plan", *MINE)
     assert code == 1
     assert any(e["region"] == "global" and "role items-lambda" in e["resource"] for e in doc["errors"])
@@ -335,9 +339,13 @@ def test_apis_are_found_by_name_and_tag_and_never_duplicated(cli: Cli, aws: Any,
                           endpointConfiguration={"types": ["REGIONAL"]})
 
     ctx = context(sandbox, cli.config)
-    assert api_stage.find_rest_api(ctx, "eu-west-1")["id"] == oldest
-    api_stage.find_rest_api(ctx, "eu-west-1")
-    assert len(ctx.reporter.warnings) == 1 and oldest in ctx.reporter.warnings[0]  # type: ignore[attr-defined]
+    found = find_rest_apis(ctx.reader(), "eu-west-1")
+    assert found[0]["id"] == oldest and len(found) == 2
+    assert oldest in duplicates_warning("items", "eu-west-1", [a["id"] for a in found])
+    result = cli("up", *MINE)
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if "REST APIs named items" in line]
+    assert len(warnings) == 1 and oldest in warnings[0]  # said once, by the api node that uses the oldest
     doc = up(cli)
     assert doc["api_calls"]["writes"] == {}
     assert len(rest_apis(aws, "eu-west-1")) == 3
@@ -406,42 +414,44 @@ def test_a_deleted_api_is_recreated_with_fresh_permissions(cli: Cli, aws: Any) -
 # ---------------------------------------------------------------------------------------- role timing
 
 
-def test_create_function_retries_while_the_role_propagates(cli: Cli, sandbox: Sandbox, aws: Any) -> None:
-    pauses: list[float] = []
-    ctx = context(sandbox, cli.config)
-    stage = functions_stage.FunctionsStage(ctx)
-    role = functions_stage.Role(ctx, stage.name)
+def test_create_function_retries_while_the_role_propagates(cli: Cli, sandbox: Sandbox, aws: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = refuse(monkeypatch, "lambda", "CreateFunction", "InvalidParameterValueException",
+                     "The role defined for the function cannot be assumed by Lambda.", times=2,
+                     when=lambda params: params.get("FunctionName") == "items-put")
+    result = cli("up", *MINE)
+    assert result.exit_code == 0, result.output
+    assert len(refused) == 2
+    assert aws("lambda", "eu-west-1").get_function(FunctionName="items-put")["Configuration"]["Role"] == role_arn()
+    assert "has not propagated to Lambda yet" in result.output
+
+
+def test_role_propagation_retries_are_bounded(cli: Cli, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Refused for longer than the retry budget: the function's node fails with AWS's message.
+    import threading
+
+    clocks: dict[int, float] = {}  # one driven clock per node's thread
 
     def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 2:  # IAM "propagates" after the second pause
-            role.ensure()
+        clocks[threading.get_ident()] = clocks.get(threading.get_ident(), 0.0) + seconds
 
-    ctx.sleep = sleep
-    stage._ensure_role = lambda: functions_stage.role_arn(ctx)  # type: ignore[method-assign]
-    stage._create("eu-west-1", "put")
-    assert pauses == list(functions_stage.ROLE_PROPAGATION_DELAYS[:2])
-    assert aws("lambda", "eu-west-1").get_function(FunctionName="items-put")["Configuration"]["Role"] == role_arn()
-    assert any("propagation" in m for m in ctx.reporter.infos)  # type: ignore[attr-defined]
+    from multiregion import executor as executor_module
 
+    real = executor_module.Executor.__init__
 
-def test_role_propagation_retries_are_bounded(cli: Cli, sandbox: Sandbox) -> None:
-    pauses: list[float] = []
-    ctx = context(sandbox, cli.config, sleep=pauses.append)
-    stage = functions_stage.FunctionsStage(ctx)
-    stage._ensure_role = lambda: functions_stage.role_arn(ctx)  # type: ignore[method-assign]
-    with pytest.raises(ClientError, match="cannot be assumed"):
-        stage._create("eu-west-1", "put")
-    assert pauses == list(functions_stage.ROLE_PROPAGATION_DELAYS)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self.sleep, self.clock = sleep, lambda: clocks.get(threading.get_ident(), 0.0)
 
-
-def test_role_is_ensured_once_per_run(cli: Cli, sandbox: Sandbox) -> None:
-    ctx = context(sandbox, cli.config)
-    stage = functions_stage.FunctionsStage(ctx)
-    arns = {stage._ensure_role() for _ in range(3)}
-    assert arns == {role_arn()}
-    assert ctx.clients.writes == {"CreateRole": 1, "PutRolePolicy": 1}
-    assert ctx.clients.calls["GetRole"] == 1
+    monkeypatch.setattr(executor_module.Executor, "__init__", init)
+    refuse(monkeypatch, "lambda", "CreateFunction", "InvalidParameterValueException",
+           "The role defined for the function cannot be assumed by Lambda.", times=10_000)
+    code, doc = cli.json("up", *MINE)
+    assert code == 1
+    assert {(e["stage"], e["region"]) for e in doc["errors"]} == {("functions", r) for r in REGIONS}
+    assert all("cannot be assumed" in e["error"] for e in doc["errors"])
+    # Each region's node gave up once its 300 s budget was spent, on its driven clock.
+    assert sorted(clocks.values())[-2:] and all(300 <= c < 320 for c in sorted(clocks.values())[-2:])
 
 
 # ------------------------------------------------------------------------------------------------- down
@@ -464,43 +474,56 @@ def test_down_removes_what_is_ours_and_only_that(cli: Cli, aws: Any) -> None:
     assert cli.json("down", "--yes")[1]["changes"] == []
 
 
-def test_role_is_deleted_only_once_no_function_remains(cli: Cli, sandbox: Sandbox, aws: Any) -> None:
+def test_role_is_deleted_only_after_every_function(cli: Cli, aws: Any) -> None:
     up(cli)
-    ctx = context(sandbox, cli.config, wait_timeout=0.3)
-    stage = functions_stage.FunctionsStage(ctx)
-    for change in stage.destroy("eu-west-1"):
-        if change.resource.startswith("function"):
-            change.apply()  # type: ignore[misc]
-    (role_change,) = [c for c in stage.destroy("eu-west-1") if c.resource.startswith("role")]
-    with pytest.raises(TimeoutError, match="3 function"):
-        role_change.apply()  # type: ignore[misc]
+    from multiregion.plan import Call
+    from tests.conftest import Crasher
+
+    deleted: list[str] = []
+
+    def note(op: Any) -> bool:
+        if isinstance(op, Call) and op.method in ("delete_function", "delete_role"):
+            deleted.append(op.params.get("FunctionName") or f"role {op.params['RoleName']}")
+        return False
+
+    import _pytest.monkeypatch
+
+    with _pytest.monkeypatch.MonkeyPatch.context() as patch:
+        Crasher(note).install(patch)
+        code, doc = cli.json("down", "--yes")
+    assert code == 0, doc
+    assert deleted[-1] == "role items-lambda" and len(deleted) == 7  # six functions first, then the role
+
+
+def test_a_function_that_cannot_be_deleted_keeps_the_role(cli: Cli, aws: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    up(cli)
+    refuse(monkeypatch, "lambda", "DeleteFunction", "AccessDeniedException", "not allowed", times=100,
+           when=lambda params: params.get("FunctionName") == "items-get")
+    code, doc = cli.json("down", "--yes")
+    assert code == 1
+    assert {(e["stage"], e["region"]) for e in doc["errors"]} == {("functions", r) for r in REGIONS}
+    assert {"stage": "roles", "region": "global"} in doc["skipped"]
     assert aws("iam", "eu-west-1").get_role(RoleName="items-lambda")["Role"]["RoleName"] == "items-lambda"
-    for change in stage.destroy("us-east-1"):
-        change.apply()  # type: ignore[misc]
-    role_change.apply()  # type: ignore[misc]
-    with pytest.raises(ClientError, match="NoSuchEntity"):
-        aws("iam", "eu-west-1").get_role(RoleName="items-lambda")
 
 
 def test_role_policy_stays_within_iams_size_limit() -> None:
     import json
 
-    from multiregion.aws import ClientProvider
     from multiregion.config import parse_config
-    from multiregion.engine import Context
+    from multiregion.engine import Env
     from multiregion.regions import REGIONS as ALL_REGIONS
 
     def policy(service: str, regions: list[str]) -> dict[str, Any]:
         config = parse_config({"service": service, "regions": regions,
                                "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
-        ctx = Context(config=config, clients=ClientProvider("http://127.0.0.1:9"))
-        ctx.memo(("sts", "caller"), lambda: ("123456789012", "aws"))
-        return functions_stage.permissions_policy(ctx)
+        env = Env(config, "123456789012", "aws")
+        return roles_stage.permissions_policy(env, ("put", "get", "health"))
 
     small = policy("items", ["eu-west-1", "us-east-1"])
     assert {r.split(":")[3] for r in small["Statement"][1]["Resource"]} == {"eu-west-1", "us-east-1"}
     big = policy("a-rather-long-service-name-x1234", list(ALL_REGIONS))
-    assert len(json.dumps(big, separators=(",", ":"))) <= functions_stage.INLINE_POLICY_LIMIT
+    assert len(json.dumps(big, separators=(",", ":"))) <= roles_stage.INLINE_POLICY_LIMIT
     assert {r.split(":")[3] for r in big["Statement"][1]["Resource"]} == {"*"}
     # The table stays limited to the configured regions either way.
     assert len(big["Statement"][0]["Resource"]) == len(ALL_REGIONS)

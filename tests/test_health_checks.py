@@ -12,21 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from multiregion.aws import ClientProvider
 from multiregion.config import load_config
-from multiregion.engine import TAG_REGION, TAG_STACK, Context
+from multiregion.engine import TAG_REGION, TAG_STACK
+from multiregion.executor import BuiltinContext
+from multiregion.lookups.health_checks import TAG_RETIRED, health_of, reference_prefix
 from multiregion.sandbox.server import Sandbox
-from multiregion.stages.health_checks import (
-    TAG_RETIRED,
-    HealthChecksStage,
-    caller_reference,
-    health_of,
-    reference_prefix,
-    wanted_config,
-)
-from tests.conftest import Cli
+from multiregion.stages.health_checks import caller_reference, create_health_check, wanted_config
+from tests.conftest import Cli, refuse
 
 REGIONS = ("eu-west-1", "us-east-1")
 ONLY = ("--only", "health-checks")
@@ -76,20 +70,15 @@ def one_per_region(aws: Any) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def fail_first_tagging(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Make the first tagging call fail as a crash would: the check exists, its tags do not."""
-    failed: list[str] = []
-    original = HealthChecksStage._tag
+def fail_first_tagging(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Make the first tagging of a health check fail as a crash would: the check exists, its tags do not."""
+    refused = refuse(monkeypatch, "route53", "ChangeTagsForResource", "ServiceUnavailable", "connection lost",
+                     when=lambda params: params.get("ResourceType") == "healthcheck")
+    yield refused
 
-    def flaky(self: HealthChecksStage, check_id: str, tags: dict[str, str], remove: Any = ()) -> None:
-        if not failed:
-            failed.append(check_id)
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "connection lost"}},
-                              "ChangeTagsForResource")
-        original(self, check_id, tags, remove)
 
-    monkeypatch.setattr(HealthChecksStage, "_tag", flaky)
-    yield failed
+def health_changes(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in doc["changes"] if c["stage"] == "health-checks"]
 
 
 # ------------------------------------------------------------------------------------------ unit rules
@@ -122,16 +111,21 @@ def test_caller_reference_fits_route53_limit() -> None:
 
 def test_a_retried_create_returns_the_same_check_and_a_deleted_reference_moves_on(
         write_config: Callable[..., Path], sandbox: Sandbox, aws: Any) -> None:
-    ctx = Context(config=load_config(write_config()), clients=ClientProvider(sandbox.url))
-    stage = HealthChecksStage(ctx)
-    wanted = wanted_config(ctx.config, "eu-west-1", "abc123")
-    first = stage._create("eu-west-1", wanted)
-    assert stage._create("eu-west-1", wanted)["Id"] == first["Id"]  # same reference, same settings
+    config = load_config(write_config())
+    builtin_ctx = BuiltinContext(ClientProvider(sandbox.url), lambda s: None, lambda w: {}, print)
+    wanted = wanted_config(config, "eu-west-1", "abc123")
+
+    def create(settings: dict[str, Any]) -> dict[str, Any]:
+        check_id = create_health_check(builtin_ctx, "us-east-1", "items", "eu-west-1", settings)["check_id"]
+        return dict(aws("route53").get_health_check(HealthCheckId=check_id)["HealthCheck"])
+
+    first = create(wanted)
+    assert create(wanted)["Id"] == first["Id"]  # same reference, same settings
     assert first["CallerReference"].endswith(":1")
     aws("route53").delete_health_check(HealthCheckId=first["Id"])
-    again = stage._create("eu-west-1", wanted)  # reference 1 belonged to a deleted check
+    again = create(wanted)  # reference 1 belonged to a deleted check
     assert again["Id"] != first["Id"] and again["CallerReference"].endswith(":2")
-    other = stage._create("eu-west-1", {**wanted, "FailureThreshold": 5})  # 1 deleted, 2 taken with other settings
+    other = create({**wanted, "FailureThreshold": 5})  # 1 deleted, 2 taken with other settings
     assert other["CallerReference"].endswith(":3")
     assert len(aws("route53").list_health_checks()["HealthChecks"]) == 2
 
@@ -168,25 +162,25 @@ def test_plan_shows_the_monthly_cost(write_config: Callable[..., Path], aws: Any
     code, plan = Cli(write_config()).json("plan", *ONLY)
     assert code == 0
     # basic check on an AWS endpoint $0.50, HTTPS $1.00, the 10 s interval $1.00
-    assert [(c["region"], c["action"], c["cost"]) for c in plan["changes"]] == [
+    assert [(c["region"], c["action"], c["cost"]) for c in health_changes(plan)] == [
         ("eu-west-1", "create", "$2.50/month"), ("us-east-1", "create", "$2.50/month")]
     code, plan = Cli(write_config(health_check__interval=30)).json("plan", *ONLY)
-    assert {c["cost"] for c in plan["changes"]} == {"$1.50/month"}
+    assert {c["cost"] for c in health_changes(plan)} == {"$1.50/month"}
     assert aws("route53").list_health_checks()["HealthChecks"] == []
 
 
 def test_crash_before_tagging_then_up_adopts_the_check(cli: Cli, aws: Any, apis: dict[str, str],
-                                                        fail_first_tagging: list[str]) -> None:
+                                                        fail_first_tagging: list[dict[str, Any]]) -> None:
     code, doc = cli.json("up", *ONLY)
     assert code == 1 and doc["errors"][0]["stage"] == "health-checks"
-    untagged = fail_first_tagging[0]
+    untagged = fail_first_tagging[0]["ResourceId"]
     assert len(aws("route53").list_health_checks()["HealthChecks"]) == 2
     code, doc = cli.json("up", *ONLY)
     assert code == 0, doc
     checks = one_per_region(aws)
     assert untagged in {c["Id"] for c in checks.values()}
     assert len(aws("route53").list_health_checks()["HealthChecks"]) == 2
-    assert [c["action"] for c in doc["changes"]] == ["update"]  # adopted (tagged), not created again
+    assert [c["action"] for c in health_changes(doc)] == ["update"]  # adopted (tagged), not created again
 
 
 def test_mutable_settings_change_in_place(write_config: Callable[..., Path], aws: Any,
@@ -195,8 +189,8 @@ def test_mutable_settings_change_in_place(write_config: Callable[..., Path], aws
     before = one_per_region(aws)
     code, doc = Cli(write_config(health_check__failure_threshold=3, api__stage="live")).json("up", *ONLY)
     assert code == 0, doc
-    assert {c["action"] for c in doc["changes"]} == {"update"}
-    assert "FailureThreshold 2 -> 3" in doc["changes"][0]["reason"]
+    assert {c["action"] for c in health_changes(doc)} == {"update"}
+    assert "FailureThreshold 2 -> 3" in health_changes(doc)[0]["reason"]
     after = one_per_region(aws)
     for region in REGIONS:
         assert after[region]["Id"] == before[region]["Id"]
@@ -210,7 +204,7 @@ def test_changed_interval_creates_a_replacement_and_retires_the_old(write_config
     old = one_per_region(aws)
     code, doc = Cli(write_config(health_check__interval=30)).json("up", *ONLY)
     assert code == 0, doc
-    assert {(c["action"], c["cost"]) for c in doc["changes"]} == {("replace", "$1.50/month")}
+    assert {(c["action"], c["cost"]) for c in health_changes(doc)} == {("replace", "$1.50/month")}
     active, retired = stack_checks(aws), stack_checks(aws, retired=True)
     for region in REGIONS:
         assert [c["HealthCheckConfig"]["RequestInterval"] for c in active[region]] == [30]

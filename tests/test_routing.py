@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from multiregion.aws import ClientProvider
 from multiregion.config import load_config
-from multiregion.engine import TAG_REGION, TAG_STACK, Context, Reporter
+from multiregion.engine import GLOBAL, TAG_REGION, TAG_STACK, Context, Env, Inputs, Reader
+from multiregion.lookups.apis import regional_domain
+from multiregion.lookups.health_checks import TAG_NAME, TAG_RETIRED, health_status
+from multiregion.lookups.routing import dns_answer, document_checks, find_policy
 from multiregion.regions import client_ip
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages import routing as routing_module
-from multiregion.stages.domains import regional_domain
-from multiregion.stages.health_checks import delete_retired, health_status
-from multiregion.stages.routing import RoutingStage, dns_answer, document_checks, find_policy
-from tests.conftest import Cli, wait_for
+from multiregion.stages.routing import RoutingSnapshot, RoutingStage
+from tests.conftest import Cli, refuse, wait_for
 
 REGIONS = ("eu-west-1", "us-east-1")
 NAME = "api.multiregion-demo.example.com"
@@ -33,8 +33,8 @@ MINE = ("--only", "health-checks", "--only", "routing")
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def context(config_path: Path, sandbox: Sandbox) -> Context:
-    return Context(config=load_config(config_path), clients=ClientProvider(sandbox.url), poll_interval=0.05)
+def context(config_path: Path, sandbox: Sandbox) -> Reader:
+    return Context(config=load_config(config_path), clients=ClientProvider(sandbox.url), poll_interval=0.05).reader()
 
 
 
@@ -76,7 +76,7 @@ def assert_one_check_per_region(aws: Any) -> dict[str, str]:
     return {r: ids[0] for r, ids in by_region.items()}
 
 
-def regional_names(ctx: Context) -> dict[str, str]:
+def regional_names(ctx: Reader) -> dict[str, str]:
     names = {}
     for region in REGIONS:
         domain = regional_domain(ctx, region)
@@ -85,13 +85,13 @@ def regional_names(ctx: Context) -> dict[str, str]:
     return names
 
 
-def detection_time(ctx: Context, sandbox: Sandbox) -> float:
+def detection_time(ctx: Reader, sandbox: Sandbox) -> float:
     """Route 53 needs `threshold` failed probes `interval` apart, plus one interval for the last to land."""
     hc = ctx.config.health_check
     return sandbox.scaled(hc.interval * (hc.failure_threshold + 1)) + 2.0
 
 
-def wait_healthy(ctx: Context, region: str, healthy: bool, timeout: float) -> dict[str, Any]:
+def wait_healthy(ctx: Reader, region: str, healthy: bool, timeout: float) -> dict[str, Any]:
     return wait_for(lambda: (s := health_status(ctx, region))["healthy"] is healthy and s, timeout)
 
 
@@ -115,7 +115,7 @@ def get_through_global_name(sandbox: Sandbox, client_region: str) -> tuple[int, 
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, json.loads(exc.read() or b"{}")
 
 
-def assert_each_client_served_by_its_region(ctx: Context, sandbox: Sandbox) -> None:
+def assert_each_client_served_by_its_region(ctx: Reader, sandbox: Sandbox) -> None:
     names = regional_names(ctx)
     for region in REGIONS:
         answer, served_by = wait_for(lambda r=region: (a := dns_answer(ctx, r))[1] == r and a, timeout=5)
@@ -142,12 +142,8 @@ def test_traffic_policy_end_to_end(cli: Cli, write_config: Callable[..., Path], 
     assert aws("route53").list_traffic_policies()["TrafficPolicySummaries"] == []
 
     # A crash between creating the policy and its policy record: the next `up` finishes the job.
-    def crash(self: RoutingStage, target: Any) -> None:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "connection lost"}},
-                          "CreateTrafficPolicyInstance")
-
     with monkeypatch.context() as patch:
-        patch.setattr(RoutingStage, "_create_instance", crash)
+        refuse(patch, "route53", "CreateTrafficPolicyInstance", "ServiceUnavailable", "connection lost")
         code, doc = cli.json("up")
     assert code == 1 and doc["errors"][0]["stage"] == "routing"
     assert len(aws("route53").list_traffic_policies()["TrafficPolicySummaries"]) == 1 and instances(aws) == []
@@ -324,36 +320,23 @@ def test_mode_switches_converge_and_down_then_up_works_again(
     assert aws("route53").list_hosted_zones_by_name(DNSName="multiregion-demo.example.com.")["HostedZones"] == []
 
 
-class _Warnings(Reporter):
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.messages.append(message)
-
-
-class _InUseRoute53:
-    """A Route 53 client whose DeleteHealthCheck answers as AWS does for a check a record still uses."""
-
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-
-    def delete_health_check(self, HealthCheckId: str) -> None:  # noqa: N803 - boto3's parameter name
-        if HealthCheckId == "in-use":
-            raise ClientError({"Error": {"Code": "HealthCheckInUse", "Message": "in use"}}, "DeleteHealthCheck")
-        self.deleted.append(HealthCheckId)
-
-
-def test_retired_check_still_referenced_is_left_for_the_next_run(write_config: Callable[..., Path]) -> None:
-    client = _InUseRoute53()
-    warnings = _Warnings()
-    ctx = Context(config=load_config(write_config()), clients=lambda service, region: client,  # type: ignore[arg-type]
-                  reporter=warnings)
-    assert delete_retired(ctx, "referenced", referenced={"referenced"}) is False
-    assert delete_retired(ctx, "in-use", referenced=set()) is False
-    assert delete_retired(ctx, "free", referenced={"referenced"}) is True
-    assert client.deleted == ["free"]
-    assert len(warnings.messages) == 2 and all("next run" in m for m in warnings.messages)
+def test_retired_check_still_referenced_elsewhere_is_left_for_the_next_run(write_config: Callable[..., Path]) -> None:
+    # A planner test on a hand-built snapshot: no AWS. Two retired checks; another record of the zone (not
+    # the stack's global name) still uses one of them, so only the other is deleted.
+    env = Env(load_config(write_config()))
+    retired = tuple({"Id": i, "Tags": {TAG_STACK: "items", TAG_RETIRED: "true", TAG_NAME: "items-eu-west-1"}}
+                    for i in ("referenced", "free"))
+    snapshot = RoutingSnapshot("Z1", retired=retired, external_refs=frozenset({"referenced"}))
+    outputs = {("hosted-zone", GLOBAL): {"zone_id": "Z1"}}
+    for region in REGIONS:
+        outputs[("domains", region)] = {"regional_domain_name": f"d-{region}.example", "regional_zone_id": "ZR"}
+        outputs[("health-checks", region)] = {"check_id": f"check-{region}"}
+    plan = RoutingStage().diff(env, GLOBAL, snapshot, Inputs(outputs))
+    deletes = [c for c in plan.changes if c.resource.startswith("health check")]
+    assert [c.resource for c in deletes] == ["health check free"]
+    assert [(op.method, op.params) for op in deletes[0].operations] == [
+        ("delete_health_check", {"HealthCheckId": "free"})]
+    assert len(plan.warnings) == 1 and "referenced" in plan.warnings[0] and "next run" in plan.warnings[0]
 
 
 def test_a_region_dropped_from_the_config_loses_its_check_with_prune_and_down(

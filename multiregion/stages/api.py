@@ -1,9 +1,9 @@
 """Stage `api`: a REGIONAL REST API per region in front of that region's functions.
 
-API Gateway does not refuse a second API of the same name, so the API is found again by name and by the
-stack's tag, and a duplicate (two runs racing, or a crash between CreateRestApi and the next read) is
-never made worse: the oldest is used and the others are reported. Each function allows invocations from
-this API's route only (AddPermission with a deterministic statement id and a SourceArn per route).
+The API is found again by name and by the stack's tag; duplicates (two runs racing, or a crash between
+CreateRestApi and the next read) are never made worse: the oldest is used and the others are reported.
+Each function allows invocations from its own route of this API only (AddPermission with a deterministic
+statement id and a SourceArn per route).
 
 A stage serves the deployment it points to, not the API as edited since: the deployment's description
 records a fingerprint of the routes, and a new deployment is made only when the fingerprint differs or a
@@ -14,216 +14,193 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from multiregion.aws import absent_as_none, error_code
-from multiregion.config import Config
-from multiregion.engine import TAG_STACK, Change, Context, Stage, StepError
-from multiregion.stages.functions import caller_identity, function_arn, function_name, get_function
+from multiregion import app, names
+from multiregion.engine import Env, Inputs, NodePlan, Reader, Stage
+from multiregion.lookups import apis
+from multiregion.lookups.functions import get_function, policy_statements
+from multiregion.plan import Call, Change, Retry, is_known
 
 PRINCIPAL = "apigateway.amazonaws.com"
 INVOKE = "lambda:InvokeFunction"
 AUTHORIZATION = "NONE"
 PROXY = "AWS_PROXY"
+# AddPermission and RemovePermission are refused while the function is being updated.
+FUNCTION_BUSY = Retry(("ResourceConflictException",), "the function is being updated", budget=300.0)
 
 
 @dataclass(frozen=True)
-class Route:
-    component: str  # the function behind it
-    method: str
-    path: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.method} {self.path}"
-
-    @property
-    def arn_path(self) -> str:
-        """The route as it appears in an execute-api ARN: path parameters become wildcards."""
-        return "/".join("*" if part.startswith("{") else part for part in self.path.split("/"))
+class ApiSnapshot:
+    api: dict[str, Any] | None
+    duplicates: tuple[str, ...] = ()  # ids of the stack's other APIs of that name, oldest first after `api`
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage: dict[str, Any] | None = None
+    deployed: str | None = None  # description of the deployment the stage serves
+    statements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # component -> policy statements
+    existing_functions: tuple[str, ...] = ()  # components whose function exists (for `down`)
 
 
-ROUTES = (Route("put", "POST", "/item"), Route("get", "GET", "/item/{id}"), Route("health", "GET", "/health"))
+@dataclass(frozen=True)
+class ApiStatus:
+    api_id: str | None
+    invoke_url: str | None
+    stage: str | None = None
+    deployment: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
 
 
-# ------------------------------------------------------------------------------------- shared helpers
-
-
-def invoke_url(config: Config, region: str, api_id: str) -> str:
-    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{config.api.stage}"
-
-
-def find_rest_apis(ctx: Context, region: str) -> list[dict[str, Any]]:
-    """Every REST API of the stack in the region (name and tag match), oldest first."""
-    client = ctx.clients("apigateway", region)
-    apis = [api for page in client.get_paginator("get_rest_apis").paginate(PaginationConfig={"PageSize": 500})
-            for api in page.get("items", [])
-            if api.get("name") == ctx.config.service and (api.get("tags") or {}).get(TAG_STACK) == ctx.config.service]
-    return sorted(apis, key=lambda api: (_timestamp(api.get("createdDate")), api["id"]))
-
-
-def _timestamp(value: Any) -> float:
-    """createdDate as seconds: boto3 parses it to a datetime, some endpoints send epoch numbers."""
-    if hasattr(value, "timestamp"):
-        return float(value.timestamp())
-    return float(value) if isinstance(value, (int, float)) else 0.0
-
-
-def find_rest_api(ctx: Context, region: str) -> dict[str, Any] | None:
-    """The stack's REST API in the region (its `id`, `name`, ...), or None. With duplicates, the oldest."""
-    apis = find_rest_apis(ctx, region)
-    if len(apis) > 1:
-        ids = tuple(api["id"] for api in apis)
-        # Say it once per run, however many stages look the API up.
-        ctx.memo(("api", "duplicates", region, ids), lambda: ctx.reporter.warn(
-            f"[{region}] {len(apis)} REST APIs named {ctx.config.service} carry this stack's tag "
-            f"({', '.join(ids)}); using the oldest, {ids[0]}. Delete the others once nothing uses them."))
-    return apis[0] if apis else None
-
-
-def integration_uri(ctx: Context, region: str, component: str) -> str:
-    _, partition = caller_identity(ctx)
-    return (f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/"
-            f"{function_arn(ctx, region, component)}/invocations")
-
-
-def source_arn(ctx: Context, region: str, api_id: str, route: Route) -> str:
-    """Invocations from this API's route, in any stage."""
-    account, partition = caller_identity(ctx)
-    return f"arn:{partition}:execute-api:{region}:{account}:{api_id}/*/{route.method}{route.arn_path}"
-
-
-def statement_id(ctx: Context, api_id: str) -> str:
-    return f"{statement_prefix(ctx)}{api_id}"
-
-
-def statement_prefix(ctx: Context) -> str:
-    return f"{ctx.config.service}-apigw-"
-
-
-def policy_statements(ctx: Context, region: str, name: str) -> list[dict[str, Any]]:
-    """The function's resource policy statements; [] when it has no policy (or does not exist yet)."""
-    try:
-        policy = ctx.clients("lambda", region).get_policy(FunctionName=name)["Policy"]
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return []
-        raise
-    statements = json.loads(policy).get("Statement", [])
-    return [statements] if isinstance(statements, dict) else list(statements)
-
-
-def fingerprint(ctx: Context, region: str) -> str:
+def fingerprint(env: Env, region: str) -> str:
     """What a deployment of this API must serve, in 16 hex digits."""
-    routes = sorted((r.method, r.path, AUTHORIZATION, PROXY, "POST", integration_uri(ctx, region, r.component))
-                    for r in ROUTES)
+    routes = sorted((route.method, route.path, AUTHORIZATION, PROXY, "POST", _uri(env, region, component))
+                    for route, component in app.routes(env.config))
     return hashlib.sha256(json.dumps(routes).encode()).hexdigest()[:16]
 
 
-def deployment_description(ctx: Context, region: str) -> str:
-    return f"multiregion {ctx.config.service} routes {fingerprint(ctx, region)}"
+def deployment_description(env: Env, region: str) -> str:
+    return f"multiregion {env.config.service} routes {fingerprint(env, region)}"
 
 
-# ----------------------------------------------------------------------------------------------- stage
+def _uri(env: Env, region: str, component: str) -> str:
+    return names.integration_uri(env.account, env.partition, region, names.function_name(env.config, component))
 
 
-class ApiStage(Stage):
+def _prefixes(path: str) -> list[str]:
+    """"/item/{id}" -> ["/item", "/item/{id}"]."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class ApiStage(Stage[ApiSnapshot]):
     name = "api"
-    help = "A regional REST API per region: POST /item, GET /item/{id}, GET /health, proxy to the functions."
+    help = "A regional REST API per region: the app's routes and GET /health, proxy to the functions."
     scope = "region"
     depends_on = ("functions",)
 
-    def __init__(self, ctx: Context):
-        super().__init__(ctx)
-        self._created: dict[str, str] = {}  # region -> id of the API this run created
-
-    def client(self, region: str) -> Any:
-        return self.ctx.clients("apigateway", region)
-
-    def _api_id(self, region: str, known: str | None) -> str:
-        api_id = known or self._created.get(region)
-        if api_id is None:
-            raise StepError(self.name, region, f"rest api {self.config.service}", "the API was not created",
-                            "run `up` again")
-        return api_id
-
-    # ------------------------------------------------------------------ plan
-
-    def plan(self, region: str) -> list[Change]:
-        api = find_rest_api(self.ctx, region)
-        changes: list[Change] = []
-        api_id = api["id"] if api else None
+    def read(self, aws: Reader, region: str) -> ApiSnapshot:
+        found = apis.find_rest_apis(aws, region)
+        api = found[0] if found else None
+        statements = {component: policy_statements(aws, region, names.function_name(aws.config, component))
+                      for _, component in app.routes(aws.config)}
         if api is None:
-            changes.append(self.change(region, "create", f"rest api {self.config.service}",
-                                       f"REGIONAL, {', '.join(r.key for r in ROUTES)}",
-                                       lambda: self._create_api(region)))
+            return ApiSnapshot(None, statements=statements)
+        stage = apis.get_stage(aws, region, api["id"])
+        deployed = apis.deployment_description(aws, region, api["id"], stage.get("deploymentId") if stage else None)
+        return ApiSnapshot(api, tuple(a["id"] for a in found[1:]), apis.resources(aws, region, api["id"]), stage,
+                           deployed, statements)
+
+    def read_down(self, aws: Reader, region: str) -> ApiSnapshot:
+        snapshot = self.read(aws, region)
+        existing = tuple(c for _, c in app.routes(aws.config)
+                         if get_function(aws, region, names.function_name(aws.config, c)) is not None)
+        return ApiSnapshot(snapshot.api, snapshot.duplicates, snapshot.resources, snapshot.stage, snapshot.deployed,
+                           snapshot.statements, existing)
+
+    # ------------------------------------------------------------------------------------------- diff
+
+    def diff(self, env: Env, region: str, snapshot: ApiSnapshot, inputs: Inputs) -> NodePlan:
+        service = env.config.service
+        changes: list[Change] = []
+        warnings = []
+        if snapshot.duplicates and snapshot.api is not None:
+            warnings.append(apis.duplicates_warning(service, region, [snapshot.api["id"], *snapshot.duplicates]))
+        api_id: Any
+        if snapshot.api is None:
+            api_id = self.ref(region, "api_id", "the REST API created above")
+            root = self.ref(region, "root_id", "its root resource")
+            create = Call("apigateway", region, "create_rest_api", {
+                "name": service, "description": f"multiregion {service}: the item API",
+                "endpointConfiguration": {"types": ["REGIONAL"]}, "tags": env.tags(region)},
+                outputs={"api_id": "id", "root_id": "rootResourceId"})
+            keys = ", ".join(route.key for route, _ in app.routes(env.config))
+            changes.append(self.change(region, "create", f"rest api {service}", f"REGIONAL, {keys}", create))
+            paths: dict[str, Any] = {"/": root}
             resources: dict[str, dict[str, Any]] = {}
         else:
-            changes += self._plan_endpoint(region, api)
-            resources = self._resources(region, api["id"])
-            changes += self._plan_extras(region, api["id"], resources)
-        route_changes = [c for r in ROUTES if (c := self._plan_route(region, api_id, resources, r))]
+            api_id = snapshot.api["id"]
+            changes += self._plan_endpoint(region, snapshot.api)
+            resources = snapshot.resources
+            paths = {path: res["id"] for path, res in resources.items()}
+            changes += self._plan_extras(env, region, api_id, resources)
+        route_changes = [c for route, component in app.routes(env.config)
+                         if (c := self._plan_route(env, region, api_id, resources, paths, route, component))]
         changes += route_changes
-        changes += self._plan_permissions(region, api_id)
-        deployment = self._plan_deployment(region, api_id, bool(route_changes))
+        changes += self._plan_permissions(env, region, api_id, snapshot.statements)
+        deployment = self._plan_deployment(env, region, api_id, snapshot, bool(route_changes))
         if deployment is not None:
             changes.append(deployment)
-        return changes
+        return NodePlan(changes=tuple(changes), outputs={"api_id": api_id}, warnings=tuple(warnings))
 
     def _plan_endpoint(self, region: str, api: dict[str, Any]) -> list[Change]:
         types = (api.get("endpointConfiguration") or {}).get("types") or []
         if types == ["REGIONAL"]:
             return []
-
-        def make_regional() -> None:
-            self.client(region).update_rest_api(restApiId=api["id"], patchOperations=[
-                {"op": "replace", "path": f"/endpointConfiguration/types/{types[0]}", "value": "REGIONAL"}])
-
+        patch = [{"op": "replace", "path": f"/endpointConfiguration/types/{types[0] if types else 'EDGE'}",
+                  "value": "REGIONAL"}]
         return [self.change(region, "update", f"rest api {api['id']}", f"endpoint {'/'.join(types)} -> REGIONAL",
-                            make_regional)]
+                            Call("apigateway", region, "update_rest_api",
+                                 {"restApiId": api["id"], "patchOperations": patch}))]
 
-    def _resources(self, region: str, api_id: str) -> dict[str, dict[str, Any]]:
-        """path -> resource, with its methods and their integrations embedded."""
-        pages = self.client(region).get_paginator("get_resources").paginate(
-            restApiId=api_id, embed=["methods"], PaginationConfig={"PageSize": 500})
-        return {res["path"]: res for page in pages for res in page.get("items", [])}
-
-    def _plan_extras(self, region: str, api_id: str, resources: dict[str, dict[str, Any]]) -> list[Change]:
-        """Routes someone added to the stack's API: removed, so the API serves exactly the item API."""
-        wanted_paths = {"/"} | {prefix for r in ROUTES for prefix in _prefixes(r.path)}
-        wanted_methods = {r.key for r in ROUTES}
+    def _plan_extras(self, env: Env, region: str, api_id: str, resources: dict[str, dict[str, Any]]) -> list[Change]:
+        """Routes someone added to the stack's API: removed, so the API serves exactly the app's routes."""
+        routes = app.routes(env.config)
+        wanted_paths = {"/"} | {prefix for route, _ in routes for prefix in _prefixes(route.path)}
+        wanted_methods = {route.key for route, _ in routes}
         changes = []
         for path, resource in sorted(resources.items()):
             if path not in wanted_paths:
                 parent = path.rsplit("/", 1)[0] or "/"
                 if parent in wanted_paths:  # deleting a resource deletes everything below it
-                    changes.append(self.change(region, "delete", f"resource {path}", "drift: not an item API route",
-                                               lambda rid=resource["id"]: self.client(region).delete_resource(
-                                                   restApiId=api_id, resourceId=rid)))
+                    changes.append(self.change(region, "delete", f"resource {path}", "drift: not a route of the app",
+                                               Call("apigateway", region, "delete_resource",
+                                                    {"restApiId": api_id, "resourceId": resource["id"]},
+                                                    done_if=("NotFoundException",))))
                 continue
             for method in sorted(resource.get("resourceMethods") or {}):
                 if f"{method} {path}" not in wanted_methods:
                     changes.append(self.change(region, "delete", f"route {method} {path}",
-                                               "drift: not an item API route",
-                                               lambda rid=resource["id"], m=method: self.client(region).delete_method(
-                                                   restApiId=api_id, resourceId=rid, httpMethod=m)))
+                                               "drift: not a route of the app",
+                                               Call("apigateway", region, "delete_method",
+                                                    {"restApiId": api_id, "resourceId": resource["id"],
+                                                     "httpMethod": method}, done_if=("NotFoundException",))))
         return changes
 
-    def _plan_route(self, region: str, api_id: str | None, resources: dict[str, dict[str, Any]],
-                    route: Route) -> Change | None:
-        target = function_name(self.ctx, route.component)
-        reason = self._route_difference(region, resources, route)
+    def _plan_route(self, env: Env, region: str, api_id: Any, resources: dict[str, dict[str, Any]],
+                    paths: dict[str, Any], route: app.Route, component: str) -> Change | None:
+        method = ((resources.get(route.path) or {}).get("resourceMethods") or {}).get(route.method)
+        uri = _uri(env, region, component)
+        reason = self._route_difference(method, uri)
         if reason is None:
             return None
-        action = "create" if reason.startswith("missing") else "update"
-        return self.change(region, action, f"route {route.key}", f"{reason}; {PROXY} -> {target}",
-                           lambda: self._ensure_route(region, self._api_id(region, api_id), route))
+        ops: list[Any] = []
+        for prefix in _prefixes(route.path):
+            if prefix not in paths:
+                parent = paths[prefix.rsplit("/", 1)[0] or "/"]
+                output = f"resource {prefix}"
+                ops.append(Call("apigateway", region, "create_resource",
+                                {"restApiId": api_id, "parentId": parent, "pathPart": prefix.rsplit("/", 1)[1]},
+                                outputs={output: "id"}))
+                paths[prefix] = self.ref(region, output, f"the resource {prefix} created above")
+        resource_id = paths[route.path]
+        target = {"restApiId": api_id, "resourceId": resource_id, "httpMethod": route.method}
+        if method is not None and reason.startswith("authorization"):
+            ops.append(Call("apigateway", region, "delete_method", target, done_if=("NotFoundException",)))
+            method = None
+        if method is None:
+            ops.append(Call("apigateway", region, "put_method",
+                            {**target, "authorizationType": AUTHORIZATION, "apiKeyRequired": False}))
+        # PutIntegration replaces whatever integration the method had.
+        ops.append(Call("apigateway", region, "put_integration",
+                        {**target, "type": PROXY, "integrationHttpMethod": "POST", "uri": uri}))
+        action = "create" if reason == "missing" else "update"
+        target_name = names.function_name(env.config, component)
+        return self.change(region, action, f"route {route.key}", f"{reason}; {PROXY} -> {target_name}", *ops)
 
-    def _route_difference(self, region: str, resources: dict[str, dict[str, Any]], route: Route) -> str | None:
-        method = ((resources.get(route.path) or {}).get("resourceMethods") or {}).get(route.method)
+    @staticmethod
+    def _route_difference(method: dict[str, Any] | None, uri: str) -> str | None:
         if method is None:
             return "missing"
         if method.get("authorizationType") != AUTHORIZATION or method.get("apiKeyRequired"):
@@ -231,145 +208,91 @@ class ApiStage(Stage):
         integration = method.get("methodIntegration") or {}
         if not integration:
             return "no integration"
-        wanted = (PROXY, "POST", integration_uri(self.ctx, region, route.component))
         current = (integration.get("type"), integration.get("httpMethod"), integration.get("uri"))
-        if current != wanted:
+        if current != (PROXY, "POST", uri):
             return f"integration {current[0]} {current[2]} differs"
         return None
 
-    def _plan_permissions(self, region: str, api_id: str | None) -> list[Change]:
+    def _plan_permissions(self, env: Env, region: str, api_id: Any,
+                          statements: dict[str, list[dict[str, Any]]]) -> list[Change]:
+        config = env.config
         changes = []
-        for route in ROUTES:
-            name = function_name(self.ctx, route.component)
-            statements = policy_statements(self.ctx, region, name)
-            sid = statement_id(self.ctx, api_id) if api_id else None
-            for statement in statements:
-                other = statement.get("Sid", "")
-                if other.startswith(statement_prefix(self.ctx)) and other != sid:
+        prefix = names.permission_prefix(config)
+        sid = names.permission_id(config, api_id)
+        for route, component in app.routes(config):
+            name = names.function_name(config, component)
+            current = None
+            for statement in statements.get(component, []):
+                other = str(statement.get("Sid", ""))
+                if other.startswith(prefix) and other != sid:
                     changes.append(self.change(region, "delete", f"permission {name}/{other}",
                                                "granted to an API that is not the stack's current one",
-                                               lambda n=name, s=other: self._remove_permission(region, n, s)))
-            current = next((s for s in statements if sid and s.get("Sid") == sid), None)
-            if current is not None and api_id and self._permission_matches(current, region, api_id, route):
+                                               self._remove(region, name, other)))
+                elif other == sid:
+                    current = statement
+            source = names.route_source_arn(env.account, env.partition, region, api_id, route.method, route.path)
+            if current is not None and self._permission_matches(current, source):
                 continue
-            action = "create" if current is None else "update"
-            changes.append(self.change(region, action, f"permission {name}",
-                                       f"{PRINCIPAL} may invoke it from {route.key} of this API only",
-                                       lambda r=route, c=current is not None: self._ensure_permission(
-                                           region, self._api_id(region, api_id), r, replace=c)))
+            ops = [self._remove(region, name, sid)] if current is not None else []
+            ops.append(Call("lambda", region, "add_permission", {
+                "FunctionName": name, "StatementId": sid, "Action": INVOKE, "Principal": PRINCIPAL,
+                "SourceArn": source}, retry=(FUNCTION_BUSY,)))
+            changes.append(self.change(region, "create" if current is None else "update", f"permission {name}",
+                                       f"{PRINCIPAL} may invoke it from {route.key} of this API only", *ops))
         return changes
 
-    def _permission_matches(self, statement: dict[str, Any], region: str, api_id: str, route: Route) -> bool:
+    @staticmethod
+    def _remove(region: str, name: str, sid: Any) -> Call:
+        return Call("lambda", region, "remove_permission", {"FunctionName": name, "StatementId": sid},
+                    retry=(FUNCTION_BUSY,), done_if=("ResourceNotFoundException",))
+
+    @staticmethod
+    def _permission_matches(statement: dict[str, Any], source: Any) -> bool:
         principal = statement.get("Principal")
         service = principal.get("Service") if isinstance(principal, dict) else principal
         condition = (statement.get("Condition") or {}).get("ArnLike") or {}
-        return (statement.get("Effect") == "Allow" and service == PRINCIPAL and statement.get("Action") == INVOKE
-                and condition == {"AWS:SourceArn": source_arn(self.ctx, region, api_id, route)})
+        return (is_known(source) and statement.get("Effect") == "Allow" and service == PRINCIPAL
+                and statement.get("Action") == INVOKE and condition == {"AWS:SourceArn": source})
 
-    def _plan_deployment(self, region: str, api_id: str | None, routes_changed: bool) -> Change | None:
-        stage = self.config.api.stage
-        current = self._stage(region, api_id) if api_id else None
-        if current is None:
+    def _plan_deployment(self, env: Env, region: str, api_id: Any, snapshot: ApiSnapshot,
+                         routes_changed: bool) -> Change | None:
+        if snapshot.stage is None:
             reason, action = "first deployment", "create"
         elif routes_changed:
             reason, action = "routes changed", "update"
-        else:
-            described = self._deployment_description(region, api_id, current.get("deploymentId"))
-            if described == deployment_description(self.ctx, region):
-                return None
-            reason, action = f"deployment {current.get('deploymentId')} serves other routes", "update"
-        return self.change(region, action, f"stage {stage}", reason,
-                           lambda: self._deploy(region, self._api_id(region, api_id)))
-
-    def _stage(self, region: str, api_id: str | None) -> dict[str, Any] | None:
-        return absent_as_none(lambda: self.client(region).get_stage(restApiId=api_id, stageName=self.config.api.stage),
-                              "NotFoundException")
-
-    def _deployment_description(self, region: str, api_id: str | None, deployment_id: str | None) -> str | None:
-        if not deployment_id:
+        elif snapshot.deployed == deployment_description(env, region):
             return None
-        deployment = absent_as_none(lambda: self.client(region).get_deployment(restApiId=api_id,
-                                                                                deploymentId=deployment_id),
-                                    "NotFoundException")
-        return deployment.get("description") if deployment else None
+        else:
+            reason, action = f"deployment {snapshot.stage.get('deploymentId')} serves other routes", "update"
+        return self.change(region, action, f"stage {env.config.api.stage}", reason,
+                           Call("apigateway", region, "create_deployment",
+                                {"restApiId": api_id, "stageName": env.config.api.stage,
+                                 "description": deployment_description(env, region)}))
 
-    # ------------------------------------------------------------------ apply
+    # ------------------------------------------------------------------------------------------- down
 
-    def _create_api(self, region: str) -> None:
-        api = self.client(region).create_rest_api(
-            name=self.config.service, description=f"multiregion {self.config.service}: the item API",
-            endpointConfiguration={"types": ["REGIONAL"]}, tags=self.ctx.tags(region))
-        self._created[region] = api["id"]
-
-    def _ensure_route(self, region: str, api_id: str, route: Route) -> None:
-        client = self.client(region)
-        resources = self._resources(region, api_id)
-        resource_id = self._ensure_path(region, api_id, resources, route.path)
-        method = ((resources.get(route.path) or {}).get("resourceMethods") or {}).get(route.method)
-        if method is not None and (method.get("authorizationType") != AUTHORIZATION or method.get("apiKeyRequired")):
-            client.delete_method(restApiId=api_id, resourceId=resource_id, httpMethod=route.method)
-            method = None
-        if method is None:
-            client.put_method(restApiId=api_id, resourceId=resource_id, httpMethod=route.method,
-                              authorizationType=AUTHORIZATION, apiKeyRequired=False)
-        # PutIntegration replaces whatever integration the method had.
-        client.put_integration(restApiId=api_id, resourceId=resource_id, httpMethod=route.method, type=PROXY,
-                               integrationHttpMethod="POST", uri=integration_uri(self.ctx, region, route.component))
-
-    def _ensure_path(self, region: str, api_id: str, resources: dict[str, dict[str, Any]], path: str) -> str:
-        parent = resources["/"]["id"]
-        for prefix in _prefixes(path):
-            if prefix not in resources:
-                resources[prefix] = self.client(region).create_resource(
-                    restApiId=api_id, parentId=parent, pathPart=prefix.rsplit("/", 1)[1])
-            parent = resources[prefix]["id"]
-        return str(parent)
-
-    def _ensure_permission(self, region: str, api_id: str, route: Route, replace: bool) -> None:
-        name, sid = function_name(self.ctx, route.component), statement_id(self.ctx, api_id)
-        if replace:
-            self._remove_permission(region, name, sid)
-        self.ctx.clients("lambda", region).add_permission(
-            FunctionName=name, StatementId=sid, Action=INVOKE, Principal=PRINCIPAL,
-            SourceArn=source_arn(self.ctx, region, api_id, route))
-
-    def _remove_permission(self, region: str, name: str, sid: str) -> None:
-        self.ctx.clients("lambda", region).remove_permission(FunctionName=name, StatementId=sid)
-
-    def _deploy(self, region: str, api_id: str) -> None:
-        self.client(region).create_deployment(restApiId=api_id, stageName=self.config.api.stage,
-                                              description=deployment_description(self.ctx, region))
-
-    # ------------------------------------------------------------------ down
-
-    def destroy(self, region: str) -> list[Change]:
+    def destroy(self, env: Env, region: str, snapshot: ApiSnapshot) -> NodePlan:
+        config = env.config
         changes = []
-        for route in ROUTES:
-            name = function_name(self.ctx, route.component)
-            if get_function(self.ctx, region, name) is None:
-                continue
-            for statement in policy_statements(self.ctx, region, name):
-                sid = statement.get("Sid", "")
-                if sid.startswith(statement_prefix(self.ctx)):
+        prefix = names.permission_prefix(config)
+        for component in snapshot.existing_functions:
+            name = names.function_name(config, component)
+            for statement in snapshot.statements.get(component, []):
+                sid = str(statement.get("Sid", ""))
+                if sid.startswith(prefix):
                     changes.append(self.change(region, "delete", f"permission {name}/{sid}", "down",
-                                               lambda n=name, s=sid: self._remove_permission(region, n, s)))
-        for api in find_rest_apis(self.ctx, region):
-            changes.append(self.change(region, "delete", f"rest api {api['id']}", "down",
-                                       lambda i=api["id"]: self.client(region).delete_rest_api(restApiId=i)))
-        return changes
+                                               self._remove(region, name, sid)))
+        for api_id in ([snapshot.api["id"]] if snapshot.api else []) + list(snapshot.duplicates):
+            changes.append(self.change(region, "delete", f"rest api {api_id}", "down",
+                                       Call("apigateway", region, "delete_rest_api", {"restApiId": api_id},
+                                            done_if=("NotFoundException",))))
+        return NodePlan(changes=tuple(changes))
 
-    # ------------------------------------------------------------------ status
-
-    def status(self, region: str) -> dict[str, Any]:
-        api = find_rest_api(self.ctx, region)
+    def status(self, aws: Reader, region: str) -> ApiStatus:
+        api = apis.find_rest_api(aws, region)
         if api is None:
-            return {"api_id": None, "invoke_url": None}
-        stage = self._stage(region, api["id"])
-        return {"api_id": api["id"], "invoke_url": invoke_url(self.config, region, api["id"]),
-                "stage": self.config.api.stage, "deployment": stage.get("deploymentId") if stage else None}
+            return ApiStatus(None, None)
+        stage = apis.get_stage(aws, region, api["id"])
+        return ApiStatus(api["id"], names.invoke_url(aws.config, region, api["id"]), aws.config.api.stage,
+                         stage.get("deploymentId") if stage else None)
 
-
-def _prefixes(path: str) -> list[str]:
-    """"/item/{id}" -> ["/item", "/item/{id}"]."""
-    parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]

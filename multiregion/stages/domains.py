@@ -2,185 +2,153 @@
 
 A REGIONAL custom domain may carry the same name in several regions, which is what latency routing
 needs: each region answers for the global name with its own certificate. The domain gives the routing
-stage its target (`regionalDomainName`, `regionalHostedZoneId`, see `regional_domain`). A domain of that
-name that neither carries the stack's tag nor uses one of the stack's certificates belongs to someone
-else and is left alone.
+stage its target (`regionalDomainName`, `regionalHostedZoneId`). A domain of that name that neither
+carries the stack's tag nor uses one of the stack's certificates belongs to someone else and is left alone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.aws import absent_as_none
-from multiregion.engine import TAG_STACK, Change, Conflict, Context, Stage, StepError
-from multiregion.stages.api import find_rest_api
-from multiregion.stages.certificates import ISSUED, current_certificate, stack_certificates
+from multiregion.engine import TAG_STACK, Conflict, Env, Inputs, NodePlan, Reader, Stage
+from multiregion.lookups import apis
+from multiregion.lookups import certificates as certs
+from multiregion.names import EMPTY_BASE_PATH
+from multiregion.plan import GONE, Call, Change, Wait
 
-STAGE = "domains"
 SECURITY_POLICY = "TLS_1_2"
-EMPTY_BASE_PATH = "(none)"  # how API Gateway names the empty base path, in answers and in URIs
 
 
-def get_domain(ctx: Context, region: str) -> dict[str, Any] | None:
-    answer = absent_as_none(lambda: ctx.clients("apigateway", region).get_domain_name(
-        domainName=ctx.config.domain.name), "NotFoundException")
-    return dict(answer) if answer else None
+@dataclass(frozen=True)
+class DomainSnapshot:
+    domain: dict[str, Any] | None
+    mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stack_certificates: tuple[str, ...] = ()
 
 
-def regional_domain(ctx: Context, region: str) -> tuple[str, str] | None:
-    """(regionalDomainName, regionalHostedZoneId) of domain.name in the region, or None if not there yet."""
-    domain = get_domain(ctx, region)
-    if domain is None or not domain.get("regionalDomainName") or not domain.get("regionalHostedZoneId"):
-        return None
-    return domain["regionalDomainName"], domain["regionalHostedZoneId"]
+@dataclass(frozen=True)
+class DomainStatus:
+    domain: str | None
+    regional_domain_name: str | None = None
+    regional_hosted_zone_id: str | None = None
+    certificate_arn: str | None = None
+    security_policy: str | None = None
+    mapping: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self)) if self.domain else {"domain": None}
 
 
-def base_path_mappings(ctx: Context, region: str) -> dict[str, dict[str, Any]]:
-    """The domain's mappings by base path ("(none)" for the empty one)."""
-    client = ctx.clients("apigateway", region)
-    pages = client.get_paginator("get_base_path_mappings").paginate(domainName=ctx.config.domain.name)
-    return {m.get("basePath") or EMPTY_BASE_PATH: m for page in pages for m in page.get("items", [])}
+def wait_available(domain: str, region: str) -> Wait:
+    return Wait(f"domain {domain} AVAILABLE", "apigateway", region, "get_domain_name", {"domainName": domain},
+                "domainNameStatus || 'AVAILABLE'", ("AVAILABLE",), failed=(GONE,), gone=("NotFoundException",),
+                reason="domainNameStatusMessage")
 
 
-class DomainsStage(Stage):
-    name = STAGE
+class DomainsStage(Stage[DomainSnapshot]):
+    name = "domains"
     help = "A regional custom domain for domain.name per region, with its certificate, mapped to the API stage."
     scope = "region"
     depends_on = ("api", "certificates")
 
-    @property
-    def domain(self) -> str:
-        return self.config.domain.name
-
-    def apigateway(self, region: str) -> Any:
-        return self.ctx.clients("apigateway", region)
-
-    # ------------------------------------------------------------------ what the domain should use
-
-    def _certificate(self, region: str) -> str:
-        cert = current_certificate(self.ctx, region)
-        if cert is None or cert["Status"] != ISSUED:
-            state = "none" if cert is None else f"{cert['CertificateArn']} is {cert['Status']}"
-            raise StepError(self.name, region, f"domain {self.domain}", f"no ISSUED certificate ({state})",
-                            "run `multiregion up`: the certificates stage comes first")
-        return str(cert["CertificateArn"])
-
-    def _api_id(self, region: str) -> str:
-        api = find_rest_api(self.ctx, region)
-        if api is None:
-            raise StepError(self.name, region, f"domain {self.domain}", f"no REST API {self.config.service}",
-                            "run `multiregion up`: the api stage comes first")
-        return str(api["id"])
-
-    # ------------------------------------------------------------------ plan
-
-    def plan(self, region: str) -> list[Change]:
-        cert = current_certificate(self.ctx, region)
-        api = find_rest_api(self.ctx, region)
-        cert_text = cert["CertificateArn"] if cert else "the certificate of stage certificates"
-        target_text = f"{api['id'] if api else 'the API'}/{self.config.api.stage}"
-        domain = get_domain(self.ctx, region)
+    def read(self, aws: Reader, region: str) -> DomainSnapshot:
+        domain = apis.get_domain(aws, region)
         if domain is None:
-            return [self.change(region, "create", f"domain {self.domain}",
-                                f"REGIONAL, {SECURITY_POLICY}, certificate {cert_text}",
-                                lambda: self._create(region)),
-                    self.change(region, "create", f"base path mapping {self.domain}/", f"-> {target_text}",
-                                lambda: self._map(region, None))]
-        changes = self._domain_changes(region, domain, cert["CertificateArn"] if cert else None)
-        mapping = base_path_mappings(self.ctx, region).get(EMPTY_BASE_PATH)
-        wanted = (api["id"] if api else None, self.config.api.stage)
-        if mapping is None:
-            changes.append(self.change(region, "create", f"base path mapping {self.domain}/", f"-> {target_text}",
-                                       lambda: self._map(region, None)))
-        elif (mapping.get("restApiId"), mapping.get("stage")) != wanted:
-            current = f"{mapping.get('restApiId')}/{mapping.get('stage')}"
-            changes.append(self.change(region, "update", f"base path mapping {self.domain}/",
-                                       f"{current} -> {target_text}", lambda: self._map(region, mapping)))
-        return changes
+            return DomainSnapshot(None)
+        return DomainSnapshot(domain, apis.base_path_mappings(aws, region),
+                              tuple(c["CertificateArn"] for c in certs.stack_certificates(aws, region)))
 
-    def _domain_changes(self, region: str, domain: dict[str, Any], cert_arn: str | None) -> list[Change]:
+    def _owned(self, env: Env, snapshot: DomainSnapshot) -> bool:
+        domain = snapshot.domain or {}
+        return domain.get("regionalCertificateArn") in snapshot.stack_certificates or \
+            (domain.get("tags") or {}).get(TAG_STACK) == env.config.service
+
+    def diff(self, env: Env, region: str, snapshot: DomainSnapshot, inputs: Inputs) -> NodePlan:
+        name, stage = env.config.domain.name, env.config.api.stage
+        api_id = inputs.get("api", region, "api_id")
+        cert_arn = inputs.get("certificates", region, "certificate_arn")
+        target = f"{api_id}/{stage}"
+        mapping_create = Call("apigateway", region, "create_base_path_mapping",
+                              {"domainName": name, "restApiId": api_id, "stage": stage})
+        domain = snapshot.domain
+        if domain is None:
+            create = Call("apigateway", region, "create_domain_name", {
+                "domainName": name, "regionalCertificateArn": cert_arn,
+                "endpointConfiguration": {"types": ["REGIONAL"]}, "securityPolicy": SECURITY_POLICY,
+                "tags": env.tags(region)},
+                outputs={"regional_domain_name": "regionalDomainName", "regional_zone_id": "regionalHostedZoneId"})
+            created = (self.change(region, "create", f"domain {name}",
+                                   f"REGIONAL, {SECURITY_POLICY}, certificate {cert_arn}", create,
+                                   wait_available(name, region)),
+                       self.change(region, "create", f"base path mapping {name}/", f"-> {target}", mapping_create))
+            return NodePlan(changes=created, outputs={
+                "regional_domain_name": self.ref(region, "regional_domain_name", "the regional domain created above"),
+                "regional_zone_id": self.ref(region, "regional_zone_id", "the regional domain's hosted zone id")})
         types = (domain.get("endpointConfiguration") or {}).get("types") or []
         if "REGIONAL" not in types:
-            raise Conflict(self.name, region, f"domain {self.domain}",
+            raise Conflict(self.name, region, f"domain {name}",
                            f"exists as a {'/'.join(types) or 'EDGE'} custom domain, not REGIONAL",
                            "it is left untouched; delete it or choose another domain.name")
-        current = domain.get("regionalCertificateArn")
-        ours = {c["CertificateArn"] for c in stack_certificates(self.ctx, region)}
-        if current not in ours and (domain.get("tags") or {}).get(TAG_STACK) != self.config.service:
-            raise Conflict(self.name, region, f"domain {self.domain}",
-                           f"exists with certificate {current}, which is not this stack's",
+        if not self._owned(env, snapshot):
+            raise Conflict(self.name, region, f"domain {name}",
+                           f"exists with certificate {domain.get('regionalCertificateArn')}, which is not this stack's",
                            "it is left untouched; delete that domain or choose another domain.name")
-        changes = []
-        if cert_arn is not None and current != cert_arn:
-            changes.append(self.change(region, "update", f"domain {self.domain}",
-                                       f"certificate {current} -> {cert_arn}",
-                                       lambda: self._patch(region, "/regionalCertificateArn",
-                                                           self._certificate(region))))
+        changes: list[Change] = []
+        current = domain.get("regionalCertificateArn")
+        if current != cert_arn:
+            changes.append(self._patch(region, name, "/regionalCertificateArn", cert_arn,
+                                       f"certificate {current} -> {cert_arn}"))
         policy = domain.get("securityPolicy")
         if policy != SECURITY_POLICY:
-            changes.append(self.change(region, "update", f"domain {self.domain}",
-                                       f"security policy {policy} -> {SECURITY_POLICY}",
-                                       lambda: self._patch(region, "/securityPolicy", SECURITY_POLICY)))
-        return changes
+            changes.append(self._patch(region, name, "/securityPolicy", SECURITY_POLICY,
+                                       f"security policy {policy} -> {SECURITY_POLICY}"))
+        mapping = snapshot.mappings.get(EMPTY_BASE_PATH)
+        if mapping is None:
+            changes.append(self.change(region, "create", f"base path mapping {name}/", f"-> {target}", mapping_create))
+        elif (mapping.get("restApiId"), mapping.get("stage")) != (api_id, stage):
+            patch = [{"op": "replace", "path": "/restapiId", "value": api_id},
+                     {"op": "replace", "path": "/stage", "value": stage}]
+            changes.append(self.change(region, "update", f"base path mapping {name}/",
+                                       f"{mapping.get('restApiId')}/{mapping.get('stage')} -> {target}",
+                                       Call("apigateway", region, "update_base_path_mapping",
+                                            {"domainName": name, "basePath": EMPTY_BASE_PATH,
+                                             "patchOperations": patch})))
+        status = domain.get("domainNameStatus", "AVAILABLE")
+        waits = (wait_available(name, region),) if status != "AVAILABLE" and not changes else ()
+        return NodePlan(changes=tuple(changes), waits=waits, outputs={
+            "regional_domain_name": domain.get("regionalDomainName"),
+            "regional_zone_id": domain.get("regionalHostedZoneId")})
 
-    # ------------------------------------------------------------------ apply
+    def _patch(self, region: str, name: str, path: str, value: Any, reason: str) -> Change:
+        return self.change(region, "update", f"domain {name}", reason,
+                           Call("apigateway", region, "update_domain_name",
+                                {"domainName": name, "patchOperations": [{"op": "replace", "path": path,
+                                                                          "value": value}]}),
+                           wait_available(name, region))
 
-    def _create(self, region: str) -> None:
-        self.apigateway(region).create_domain_name(
-            domainName=self.domain, regionalCertificateArn=self._certificate(region),
-            endpointConfiguration={"types": ["REGIONAL"]}, securityPolicy=SECURITY_POLICY,
-            tags=self.ctx.tags(region))
-
-    def _patch(self, region: str, path: str, value: str) -> None:
-        self.apigateway(region).update_domain_name(
-            domainName=self.domain, patchOperations=[{"op": "replace", "path": path, "value": value}])
-
-    def _map(self, region: str, existing: dict[str, Any] | None) -> None:
-        api_id, stage = self._api_id(region), self.config.api.stage
-        if existing is None:
-            self.apigateway(region).create_base_path_mapping(domainName=self.domain, restApiId=api_id, stage=stage)
-            return
-        self.apigateway(region).update_base_path_mapping(
-            domainName=self.domain, basePath=EMPTY_BASE_PATH,
-            patchOperations=[{"op": "replace", "path": "/restapiId", "value": api_id},
-                             {"op": "replace", "path": "/stage", "value": stage}])
-
-    def settle(self, region: str) -> None:
-        def available() -> tuple[bool, str]:
-            domain = get_domain(self.ctx, region)
-            status = domain.get("domainNameStatus", "AVAILABLE") if domain else "MISSING"
-            return status == "AVAILABLE", status
-
-        self.ctx.wait_until(f"domain {self.domain} AVAILABLE", region, available)
-
-    # ------------------------------------------------------------------ down and status
-
-    def destroy(self, region: str) -> list[Change]:
-        domain = get_domain(self.ctx, region)
+    def destroy(self, env: Env, region: str, snapshot: DomainSnapshot) -> NodePlan:
+        domain, name = snapshot.domain, env.config.domain.name
         if domain is None:
-            return []
-        ours = {c["CertificateArn"] for c in stack_certificates(self.ctx, region)}
-        if domain.get("regionalCertificateArn") not in ours and \
-                (domain.get("tags") or {}).get(TAG_STACK) != self.config.service:
-            self.ctx.reporter.warn(f"[{region}] domain {self.domain} is not this stack's; left alone")
-            return []
-        changes = [self.change(region, "delete",
-                               f"base path mapping {self.domain}/{'' if path == EMPTY_BASE_PATH else path}",
+            return NodePlan()
+        if not self._owned(env, snapshot):
+            return NodePlan(warnings=(f"[{region}] domain {name} is not this stack's; left alone",))
+        changes = [self.change(region, "delete", f"base path mapping {name}/{'' if path == EMPTY_BASE_PATH else path}",
                                f"-> {m.get('restApiId')}/{m.get('stage')}",
-                               lambda path=path: self.apigateway(region).delete_base_path_mapping(
-                                   domainName=self.domain, basePath=path))
-                   for path, m in base_path_mappings(self.ctx, region).items()]
-        return changes + [self.change(region, "delete", f"domain {self.domain}", domain.get("regionalDomainName", ""),
-                                      lambda: self.apigateway(region).delete_domain_name(domainName=self.domain))]
+                               Call("apigateway", region, "delete_base_path_mapping",
+                                    {"domainName": name, "basePath": path}, done_if=("NotFoundException",)))
+                   for path, m in snapshot.mappings.items()]
+        changes.append(self.change(region, "delete", f"domain {name}", str(domain.get("regionalDomainName", "")),
+                                   Call("apigateway", region, "delete_domain_name", {"domainName": name},
+                                        done_if=("NotFoundException",))))
+        return NodePlan(changes=tuple(changes))
 
-    def status(self, region: str) -> dict[str, Any]:
-        domain = get_domain(self.ctx, region)
+    def status(self, aws: Reader, region: str) -> DomainStatus:
+        domain = apis.get_domain(aws, region)
         if domain is None:
-            return {"domain": None}
-        mapping = base_path_mappings(self.ctx, region).get(EMPTY_BASE_PATH)
-        return {"domain": self.domain,
-                "regional_domain_name": domain.get("regionalDomainName"),
-                "regional_hosted_zone_id": domain.get("regionalHostedZoneId"),
-                "certificate_arn": domain.get("regionalCertificateArn"),
-                "security_policy": domain.get("securityPolicy"),
-                "mapping": f"{mapping.get('restApiId')}/{mapping.get('stage')}" if mapping else None}
+            return DomainStatus(None)
+        mapping = apis.base_path_mappings(aws, region).get(EMPTY_BASE_PATH)
+        return DomainStatus(aws.config.domain.name, domain.get("regionalDomainName"),
+                            domain.get("regionalHostedZoneId"), domain.get("regionalCertificateArn"),
+                            domain.get("securityPolicy"),
+                            f"{mapping.get('restApiId')}/{mapping.get('stage')}" if mapping else None)

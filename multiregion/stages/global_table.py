@@ -1,113 +1,121 @@
 """Stage `global-table`: one replica per configured region, through `UpdateTable(ReplicaUpdates)`.
 
 A table accepts one update at a time, so replicas are added one after another from the primary, each
-waited for until ACTIVE. Replicas of regions no longer configured are removed only with `--prune`.
+waited for until ACTIVE (and the table ACTIVE again) before the next. Replicas of regions no longer
+configured are removed only with `--prune`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.engine import GLOBAL, Change, Conflict, Stage
-from multiregion.stages.tables import describe_table, holds_items
+from multiregion.engine import GLOBAL, Conflict, Env, Inputs, NodePlan, Reader, Stage
+from multiregion.lookups.tables import describe_table, holds_items, replica_statuses, wait_active
+from multiregion.plan import Call, Retry, Wait
 
 ACTIVE = "ACTIVE"
 FAILED = ("CREATION_FAILED", "REGION_DISABLED", "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
+# Removing a replica can be refused until every write has reached it (FACTS: "The last active replica
+# cannot be deleted until all writes are replicated"): it passes once replication caught up.
+REPLICATION_PENDING = Retry(("ValidationException",), "writes not yet replicated", message="replicated",
+                            budget=600.0)
 
 
-class GlobalTableStage(Stage):
+@dataclass(frozen=True)
+class GlobalTableSnapshot:
+    primary: dict[str, Any] | None
+    occupied: tuple[str, ...] = ()  # regions (not replicas) that already hold a table of that name
+    holds_items: bool = False
+
+
+@dataclass(frozen=True)
+class GlobalTableStatus:
+    replicas: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replicas": dict(self.replicas)}
+
+
+def replica_status_path(target: str) -> str:
+    return f"Table.Replicas[?RegionName=='{target}'].ReplicaStatus | [0]"
+
+
+class GlobalTableStage(Stage[GlobalTableSnapshot]):
     name = "global-table"
     help = "One replica of the table in every configured region (global tables version 2019.11.21)."
     scope = "global"
     depends_on = ("tables",)
 
-    @property
-    def table(self) -> str:
-        return self.config.table.name
+    def read(self, aws: Reader, region: str) -> GlobalTableSnapshot:
+        config = aws.config
+        primary = describe_table(aws, config.primary)
+        replicas = replica_statuses(primary)
+        occupied = tuple(r for r in config.regions
+                         if r != config.primary and r not in replicas and describe_table(aws, r) is not None)
+        return GlobalTableSnapshot(primary, occupied)
 
-    def _replicas(self) -> dict[str, str]:
-        table = describe_table(self.ctx, self.config.primary)
-        if table is None:
-            return {}
-        return {r["RegionName"]: r.get("ReplicaStatus", ACTIVE) for r in table.get("Replicas", [])}
+    def read_down(self, aws: Reader, region: str) -> GlobalTableSnapshot:
+        primary = describe_table(aws, aws.config.primary)
+        return GlobalTableSnapshot(primary, (), primary is not None and holds_items(aws, aws.config.primary))
 
-    def plan(self, region: str = GLOBAL) -> list[Change]:
-        primary = self.config.primary
-        replicas = self._replicas()
-        changes = []
-        for target in self.config.regions:
-            if target == primary or target in replicas:
-                continue
-            if describe_table(self.ctx, target) is not None:
-                raise Conflict(self.name, target, f"table {self.table}",
-                               "a table of that name already exists there, so it cannot become a replica",
-                               "delete or rename that table, or remove the region from the config")
-            changes.append(self.change(target, "create", f"replica {self.table}",
-                                       f"replica of {primary}", lambda t=target: self._create(t)))
-        extra = [r for r in replicas if r not in self.config.regions]
-        for target in extra:
-            if self.ctx.prune:
-                changes.append(self.change(target, "delete", f"replica {self.table}",
-                                           "region removed from the config (--prune)",
-                                           lambda t=target: self._delete(t)))
+    def diff(self, env: Env, region: str, snapshot: GlobalTableSnapshot, inputs: Inputs) -> NodePlan:
+        config = env.config
+        name = config.table.name
+        replicas = replica_statuses(snapshot.primary)
+        for target in snapshot.occupied:
+            raise Conflict(self.name, target, f"table {name}",
+                           "a table of that name already exists there, so it cannot become a replica",
+                           "delete or rename that table, or remove the region from the config")
+        changes = [self.change(target, "create", f"replica {name}", f"replica of {config.primary}",
+                               *self._create(env, target))
+                   for target in config.regions if target != config.primary and target not in replicas]
+        warnings = []
+        for target in [r for r in replicas if r not in config.regions]:
+            if env.prune:
+                changes.append(self.change(target, "delete", f"replica {name}",
+                                           "region removed from the config (--prune)", *self._delete(env, target)))
             else:
-                self.ctx.reporter.warn(f"[{target}] replica {self.table} is not in the config; kept "
-                                       "(run `up --prune` to remove it)")
-        return changes
+                warnings.append(f"[{target}] replica {name} is not in the config; kept "
+                                "(run `up --prune` to remove it)")
+        waits = [] if changes else [w for target, status in replicas.items()
+                                    if target in config.regions and status != ACTIVE
+                                    for w in self._settle(env, target)]
+        return NodePlan(changes=tuple(changes), waits=tuple(waits), warnings=tuple(warnings))
 
-    def _update(self, update: dict[str, Any]) -> None:
-        self.ctx.clients("dynamodb", self.config.primary).update_table(
-            TableName=self.table, ReplicaUpdates=[update])
+    def _update(self, env: Env, update: dict[str, Any], retry: tuple[Retry, ...] = ()) -> Call:
+        return Call("dynamodb", env.config.primary, "update_table",
+                    {"TableName": env.config.table.name, "ReplicaUpdates": [update]}, retry=retry)
 
-    def _create(self, target: str) -> None:
-        self._update({"Create": {"RegionName": target}})
-        self._wait_replicas({target})
+    def _create(self, env: Env, target: str) -> tuple[Any, ...]:
+        return (self._update(env, {"Create": {"RegionName": target}}), *self._settle(env, target))
 
-    def _delete(self, target: str) -> None:
-        self._wait_table_active()
-        self._update({"Delete": {"RegionName": target}})
+    def _settle(self, env: Env, target: str) -> tuple[Wait, ...]:
+        name = env.config.table.name
+        replica = Wait(f"replica {name} ACTIVE", "dynamodb", env.config.primary, "describe_table",
+                       {"TableName": name}, replica_status_path(target), (ACTIVE,), failed=FAILED,
+                       hint="see the DynamoDB console for the reason; run `up` again to retry")
+        return replica, wait_active(env, env.config.primary)
 
-        def gone() -> tuple[bool, str]:
-            status = self._replicas().get(target)
-            return status is None, status or "deleted"
+    def _delete(self, env: Env, target: str) -> tuple[Any, ...]:
+        name = env.config.table.name
+        gone = Wait(f"replica {name} removed from {target}", "dynamodb", env.config.primary, "describe_table",
+                    {"TableName": name}, f"length(Table.Replicas[?RegionName=='{target}'] || `[]`)", (0,))
+        return (wait_active(env, env.config.primary),
+                self._update(env, {"Delete": {"RegionName": target}}, (REPLICATION_PENDING,)),
+                gone, wait_active(env, env.config.primary))
 
-        self.ctx.wait_until(f"replica {self.table} removed", target, gone)
-        self._wait_table_active()
+    def destroy(self, env: Env, region: str, snapshot: GlobalTableSnapshot) -> NodePlan:
+        if snapshot.primary is None:
+            return NodePlan()
+        name = env.config.table.name
+        if snapshot.holds_items and not env.delete_data:
+            return NodePlan(warnings=(f"table {name} holds items; its replicas are kept "
+                                      "(pass --delete-data to delete them)",))
+        return NodePlan(changes=tuple(self.change(target, "delete", f"replica {name}", "down",
+                                                  *self._delete(env, target))
+                                      for target in replica_statuses(snapshot.primary)
+                                      if target != env.config.primary))
 
-    def _wait_table_active(self) -> None:
-        def active() -> tuple[bool, str]:
-            table = describe_table(self.ctx, self.config.primary)
-            status = table["TableStatus"] if table else "MISSING"
-            return status == ACTIVE, status
-
-        self.ctx.wait_until(f"table {self.table} ACTIVE", self.config.primary, active)
-
-    def _wait_replicas(self, targets: set[str]) -> None:
-        for target in sorted(targets):
-            def ready(target: str = target) -> tuple[bool, str]:
-                status = self._replicas().get(target, "MISSING")
-                if status in FAILED:
-                    raise Conflict(self.name, target, f"replica {self.table}", f"replica is {status}",
-                                   "see the DynamoDB console for the reason; run `up` again to retry")
-                return status == ACTIVE, status
-
-            self.ctx.wait_until(f"replica {self.table} ACTIVE", target, ready)
-        self._wait_table_active()
-
-    def settle(self, region: str = GLOBAL) -> None:
-        self._wait_replicas(set(self.config.regions) - {self.config.primary})
-
-    def destroy(self, region: str = GLOBAL) -> list[Change]:
-        primary = self.config.primary
-        if describe_table(self.ctx, primary) is None:
-            return []
-        if holds_items(self.ctx, primary) and not self.ctx.delete_data:
-            self.ctx.reporter.warn(f"table {self.table} holds items; its replicas are kept "
-                                   "(pass --delete-data to delete them)")
-            return []
-        return [self.change(target, "delete", f"replica {self.table}", "down",
-                            lambda t=target: self._delete(t))
-                for target in self._replicas() if target != primary]
-
-    def status(self, region: str = GLOBAL) -> dict[str, Any]:
-        return {"replicas": self._replicas()}
+    def status(self, aws: Reader, region: str = GLOBAL) -> GlobalTableStatus:
+        return GlobalTableStatus(replica_statuses(describe_table(aws, aws.config.primary)))

@@ -19,58 +19,40 @@ found again by their tags (stack, region, `Name`), and are never duplicated:
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from multiregion import names
 from multiregion.aws import error_code
 from multiregion.config import Config
-from multiregion.engine import TAG_REGION, TAG_STACK, Change, Context, Stage, StepError
-from multiregion.stages.api import find_rest_api
-
-# Route 53 is a global service; its API is reached through us-east-1.
-ROUTE53_REGION = "us-east-1"
-TAG_RETIRED = "multiregion:retired"
-TAG_NAME = "Name"
+from multiregion.engine import TAG_REGION, TAG_STACK, Env, Inputs, NodePlan, Reader, Stage, StepError
+from multiregion.executor import BuiltinContext, builtin
+from multiregion.lookups import health_checks as hc
+from multiregion.names import ROUTE53_REGION
+from multiregion.plan import Builtin, Call, Change, Cost, Wait, concat, is_known
 
 # Route 53 prices a basic check on an AWS endpoint at $0.50 a month, and each optional feature on it
 # (HTTPS, the 10 s "fast" interval, string matching, latency graphs) at $1.00 more.
-BASIC_CHECK_USD = 0.50
-OPTIONAL_FEATURE_USD = 1.00
-
+BASIC_CHECK_USD = "0.50"
+OPTIONAL_FEATURE_USD = "1.00"
 # Settings UpdateHealthCheck cannot change (an IPAddress it can change but never remove): a difference means
 # a replacement.
 IMMUTABLE = ("Type", "RequestInterval", "MeasureLatency", "IPAddress")
 MUTABLE = ("FullyQualifiedDomainName", "Port", "ResourcePath", "FailureThreshold", "EnableSNI", "Inverted",
            "Disabled")
-# More than 18% of the checkers must report success for Route 53 to call an endpoint healthy.
-HEALTHY_FRACTION = 0.18
-TAG_BATCH = 10  # ListTagsForResources takes at most 10 ids
 MAX_GENERATION = 999  # per day
 
-_REF_RE = re.compile(r"^mr:[a-z0-9-]+:[a-z0-9-]+:\d+:(?P<day>\d+):(?P<gen>\d+)$")
 
-
-# ----------------------------------------------------------------------------------------------- reading
-
-
-def route53(ctx: Context) -> Any:
-    return ctx.clients("route53", ROUTE53_REGION)
-
-
-def api_host(api_id: str, region: str) -> str:
-    return f"{api_id}.execute-api.{region}.amazonaws.com"
-
-
-def wanted_config(config: Config, region: str, api_id: str) -> dict[str, Any]:
+def wanted_config(config: Config, region: str, api_id: Any) -> dict[str, Any]:
     """The HealthCheckConfig the stack wants for one region (checker regions: Route 53's default)."""
     return {
         "Type": "HTTPS",
-        "FullyQualifiedDomainName": api_host(api_id, region),
+        "FullyQualifiedDomainName": concat(api_id, f".execute-api.{region}.amazonaws.com"),
         "Port": 443,
         "ResourcePath": f"/{config.api.stage}/health",
         "RequestInterval": config.health_check.interval,
@@ -82,372 +64,226 @@ def wanted_config(config: Config, region: str, api_id: str) -> dict[str, Any]:
     }
 
 
-def monthly_cost(config: Config) -> str:
+def monthly_cost(config: Config) -> Cost:
     features = 1 + (config.health_check.interval == 10)  # HTTPS, and the fast interval
-    return f"${BASIC_CHECK_USD + features * OPTIONAL_FEATURE_USD:.2f}/month"
-
-
-def reference_prefix(service: str, region: str) -> str:
-    return f"mr:{service}:{region}:"
+    return Cost(Decimal(BASIC_CHECK_USD) + features * Decimal(OPTIONAL_FEATURE_USD))
 
 
 def caller_reference(service: str, region: str, interval: int, day: int, generation: int) -> str:
     # At most 3 + 32 + 1 + 14 + 1 + 2 + 1 + 5 + 1 + 3 = 63 characters: CallerReference allows 64.
-    return f"{reference_prefix(service, region)}{interval}:{day}:{generation}"
-
-
-def utc_day() -> int:
-    return int(time.time() // 86400)
-
-
-def generation_of(check: dict[str, Any]) -> tuple[int, int]:
-    """(day, generation) from our CallerReference, for "newest first"; (0, 0) for any other reference."""
-    match = _REF_RE.match(check.get("CallerReference", ""))
-    return (int(match.group("day")), int(match.group("gen"))) if match else (0, 0)
-
-
-def all_health_checks(ctx: Context, attempts: int = 3) -> list[dict[str, Any]]:
-    """Every health check of the account, each with its tags under "Tags" (a dict).
-
-    A check deleted between the listing and the tag lookup (our own `down` in another region, or anyone
-    in the account) fails the whole ListTagsForResources batch: list again."""
-    for attempt in range(attempts):
-        try:
-            return _health_checks_with_tags(ctx)
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchHealthCheck" or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _health_checks_with_tags(ctx: Context) -> list[dict[str, Any]]:
-    client = route53(ctx)
-    checks = [c for page in client.get_paginator("list_health_checks").paginate() for c in page["HealthChecks"]]
-    tags: dict[str, dict[str, str]] = {}
-    for i in range(0, len(checks), TAG_BATCH):
-        ids = [c["Id"] for c in checks[i:i + TAG_BATCH]]
-        sets = client.list_tags_for_resources(ResourceType="healthcheck", ResourceIds=ids)["ResourceTagSets"]
-        for tag_set in sets:
-            tags[tag_set["ResourceId"]] = {t["Key"]: t["Value"] for t in tag_set.get("Tags", [])}
-    return [{**c, "Tags": tags.get(c["Id"], {})} for c in checks]
-
-
-def is_ours(ctx: Context, check: dict[str, Any], region: str | None = None) -> bool:
-    tags = check["Tags"]
-    return tags.get(TAG_STACK) == ctx.config.service and (region is None or tags.get(TAG_REGION) == region)
-
-
-def is_retired(check: dict[str, Any]) -> bool:
-    return check["Tags"].get(TAG_RETIRED) == "true"
-
-
-def stack_health_checks(ctx: Context, region: str | None = None) -> list[dict[str, Any]]:
-    """The stack's checks (of one region, or all), retired ones included."""
-    return [c for c in all_health_checks(ctx) if is_ours(ctx, c, region)]
-
-
-def active_check(ctx: Context, region: str) -> dict[str, Any] | None:
-    """The region's current (not retired) check; the newest generation if a crash left two."""
-    active = [c for c in stack_health_checks(ctx, region) if not is_retired(c)]
-    return max(active, key=generation_of) if active else None
-
-
-def active_checks(ctx: Context) -> dict[str, dict[str, Any]]:
-    """Each region's current check, from one listing (for routing, which needs them all)."""
-    by_region: dict[str, dict[str, Any]] = {}
-    for check in sorted(stack_health_checks(ctx), key=generation_of):
-        if not is_retired(check):
-            by_region[check["Tags"].get(TAG_REGION, "")] = check
-    return by_region
-
-
-def retired_checks(ctx: Context) -> list[dict[str, Any]]:
-    return [c for c in stack_health_checks(ctx) if is_retired(c)]
+    return f"{hc.reference_prefix(service, region)}{interval}:{day}:{generation}"
 
 
 def differences(current: dict[str, Any], wanted: dict[str, Any], keys: Iterable[str]) -> dict[str, tuple[Any, Any]]:
     return {k: (current.get(k), wanted.get(k)) for k in keys if current.get(k) != wanted.get(k)}
 
 
-def default_checker_regions(ctx: Context) -> set[str]:
-    return set(route53(ctx).meta.service_model.shape_for("HealthCheckRegion").enum)
-
-
-def narrowed_regions(ctx: Context, current: dict[str, Any]) -> bool:
-    """Whether someone limited the checker regions (we leave Route 53's default: every region)."""
-    regions = current.get("Regions") or []
-    return bool(regions) and not default_checker_regions(ctx) <= set(regions)
-
-
 def describe_diff(diff: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{k} {old} -> {new}" for k, old, new in ((k, *v) for k, v in diff.items()))
+    return ", ".join(f"{k} {old} -> {new}" for k, (old, new) in diff.items())
 
 
-# ---------------------------------------------------------------------------------------------- health
+@dataclass(frozen=True)
+class HealthCheckSnapshot:
+    checks: tuple[dict[str, Any], ...] = ()  # every check of the account, with "Tags"
+    checker_regions: frozenset[str] = field(default_factory=frozenset)  # Route 53's default set
 
 
-def health_of(observations: list[dict[str, Any]]) -> tuple[bool | None, datetime | None]:
-    """Route 53's verdict from one observation per checker, and since when it holds, as far as a snapshot
-    tells: the CheckedTime of the report that tipped the count past the 18% rule (an upper bound)."""
-    reports = [o.get("StatusReport") or {} for o in observations]
-    reports = sorted((r for r in reports if r.get("Status")), key=_checked_at)
-    if not reports:
-        return None, None
-    ok = [r for r in reports if r["Status"].startswith("Success")]
-    failed = [r for r in reports if not r["Status"].startswith("Success")]
-    healthy = len(ok) > HEALTHY_FRACTION * len(reports)
-    # The fewest agreeing reports that give this verdict; the latest of those marks the flip.
-    needed_ok = int(HEALTHY_FRACTION * len(reports)) + 1
-    agreeing, needed = (ok, needed_ok) if healthy else (failed, len(reports) - needed_ok + 1)
-    since = agreeing[needed - 1].get("CheckedTime")
-    return healthy, since if isinstance(since, datetime) else None
+@dataclass(frozen=True)
+class HealthCheckStatus:
+    check_id: str | None
+    healthy: bool | None
+    since: str | None = None
+    checkers: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(vars(self))
+        if self.checkers is None:
+            data.pop("checkers")
+        return data
 
 
-def _checked_at(report: dict[str, Any]) -> float:
-    value = report.get("CheckedTime")
-    return value.timestamp() if isinstance(value, datetime) else 0.0
-
-
-def _passing(observation: dict[str, Any]) -> bool:
-    return str((observation.get("StatusReport") or {}).get("Status", "")).startswith("Success")
-
-
-def health_status(ctx: Context, region: str, check_id: str | None = None) -> dict[str, Any]:
-    """{check_id, healthy, since} for the region's check; healthy is None before any observation."""
-    if check_id is None:
-        check = active_check(ctx, region)
-        if check is None:
-            return {"check_id": None, "healthy": None, "since": None}
-        check_id = check["Id"]
-    observations = route53(ctx).get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
-    healthy, since = health_of(observations)
-    passing = sum(1 for o in observations if _passing(o))
-    return {"check_id": check_id, "healthy": healthy, "since": since.isoformat() if since else None,
-            "checkers": f"{passing}/{len(observations)} report success"}
-
-
-# ----------------------------------------------------------------------------------------------- stage
-
-
-class HealthChecksStage(Stage):
+class HealthChecksStage(Stage[HealthCheckSnapshot]):
     name = "health-checks"
     help = "One Route 53 HTTPS health check per region on the region's API (/{stage}/health)."
     scope = "region"
     depends_on = ("api",)
 
-    def _resource(self, region: str, check_id: str | None = None) -> str:
-        return f"health check {check_id or self.config.name(region)}"
+    def read(self, aws: Reader, region: str) -> HealthCheckSnapshot:
+        return HealthCheckSnapshot(tuple(hc.all_health_checks(aws)), frozenset(hc.default_checker_regions(aws)))
 
-    def _wanted(self, region: str) -> dict[str, Any] | None:
-        api = find_rest_api(self.ctx, region)
-        return wanted_config(self.config, region, api["id"]) if api else None
+    @staticmethod
+    def _resource(config: Config, region: str, check_id: str | None = None) -> str:
+        return f"health check {check_id or names.health_check_name(config, region)}"
 
-    def _require_wanted(self, region: str) -> dict[str, Any]:
-        wanted = self._wanted(region)
-        if wanted is None:
-            raise StepError(self.name, region, self._resource(region), "the region has no REST API to check",
-                            "run `multiregion up` (or `up --only api`) first")
-        return wanted
+    def _narrowed(self, snapshot: HealthCheckSnapshot, current: dict[str, Any]) -> bool:
+        """Whether someone limited the checker regions (we leave Route 53's default: every region)."""
+        regions = current.get("Regions") or []
+        return bool(regions) and not snapshot.checker_regions <= set(regions)
 
-    def _orphans(self, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # ------------------------------------------------------------------------------------------- diff
+
+    def diff(self, env: Env, region: str, snapshot: HealthCheckSnapshot, inputs: Inputs) -> NodePlan:
+        config = env.config
+        checks = list(snapshot.checks)
+        changes: list[Change] = []
+        warnings: list[str] = []
+        if region == config.primary:
+            changes += self._plan_orphans(env, checks, warnings)
+        wanted = wanted_config(config, region, inputs.get("api", region, "api_id"))
+        active = sorted((c for c in checks if hc.is_ours(config.service, c, region) and not hc.is_retired(c)),
+                        key=hc.generation_of, reverse=True)
+        # Several active checks: a crash between creating a replacement and retiring the old one.
+        active.sort(key=lambda c: bool(differences(c["HealthCheckConfig"], wanted, IMMUTABLE)))
+        duplicates = [self.change(region, "update", self._resource(config, region, c["Id"]),
+                                  "duplicate: retired, deleted once routing no longer uses it", self._retire(c["Id"]))
+                      for c in active[1:]]
+        if active:
+            plan, check_id = self._plan_existing(env, region, snapshot, active[0], wanted), active[0]["Id"]
+            changes += plan
+            if plan and plan[0].action == "replace":
+                check_id = self.ref(region, "check_id", "the new health check created above")
+            return NodePlan(changes=tuple(changes + duplicates), outputs={"check_id": check_id},
+                            warnings=tuple(warnings))
+        adoptable = self._adoptable(env, region, snapshot, wanted, warnings)
+        if adoptable is not None:
+            changes.append(self.change(region, "update", self._resource(config, region, adoptable["Id"]),
+                                       "adopt the untagged check an interrupted run created: tag it",
+                                       self._tag(adoptable["Id"], self._wanted_tags(env, region))))
+            return NodePlan(changes=tuple(changes), outputs={"check_id": adoptable["Id"]}, warnings=tuple(warnings))
+        check_id = self.ref(region, "check_id", "the health check created above")
+        changes.append(self.change(region, "create", self._resource(config, region),
+                                   self._summary(config, region, wanted), *self._create(env, region, wanted, check_id),
+                                   cost=monthly_cost(config)))
+        return NodePlan(changes=tuple(changes), outputs={"check_id": check_id}, warnings=tuple(warnings))
+
+    def _plan_orphans(self, env: Env, checks: list[dict[str, Any]], warnings: list[str]) -> list[Change]:
         """The stack's checks of regions no longer in the config (each costs money every month)."""
-        return [c for c in checks if is_ours(self.ctx, c) and c["Tags"].get(TAG_REGION) not in self.config.regions]
-
-    def _plan_orphans(self, checks: list[dict[str, Any]]) -> list[Change]:
         changes = []
-        for check in self._orphans(checks):
+        for check in checks:
             region = check["Tags"].get(TAG_REGION, "?")
-            if is_retired(check):
-                continue  # routing deletes it once nothing references it
-            if self.ctx.prune:
+            if not hc.is_ours(env.config.service, check) or region in env.config.regions or hc.is_retired(check):
+                continue  # a retired one is deleted by routing once nothing references it
+            if env.prune:
                 # Retired, not deleted: routing first drops the region, then deletes retired checks.
-                changes.append(self.change(region, "update", self._resource(region, check["Id"]),
+                changes.append(self.change(region, "update", self._resource(env.config, region, check["Id"]),
                                            "region removed from the config (--prune): retired, deleted once "
-                                           "routing no longer uses it", lambda c=check: self._retire(c["Id"])))
+                                           "routing no longer uses it", self._retire(check["Id"])))
             else:
-                self.ctx.reporter.warn(f"[{region}] health check {check['Id']} belongs to a region no longer in "
-                                       "the config; kept (run `up --prune` to remove it)")
+                warnings.append(f"[{region}] health check {check['Id']} belongs to a region no longer in "
+                                "the config; kept (run `up --prune` to remove it)")
         return changes
 
-    def plan(self, region: str) -> list[Change]:
-        checks = all_health_checks(self.ctx)
-        orphans = self._plan_orphans(checks) if region == self.config.primary else []
-        return orphans + self._plan_region(region, checks)
+    def _summary(self, config: Config, region: str, wanted: dict[str, Any]) -> str:
+        host = wanted["FullyQualifiedDomainName"]
+        shown = host if is_known(host) else f"(the {region} API)"
+        return (f"HTTPS {shown}:443/{config.api.stage}/health every {config.health_check.interval}s, "
+                f"{config.health_check.failure_threshold} failures")
 
-    def _plan_region(self, region: str, checks: list[dict[str, Any]]) -> list[Change]:
-        active = sorted((c for c in checks if is_ours(self.ctx, c, region) and not is_retired(c)),
-                        key=generation_of, reverse=True)
-        wanted = self._wanted(region)
-        target = self._summary(wanted, region)
-        cost = monthly_cost(self.config)
-        if wanted is None:  # planned before the API exists: nothing to compare with yet
-            if active:
-                return []
-            return [self.change(region, "create", self._resource(region), target,
-                                lambda: self._create_or_adopt(region), cost)]
-        # Several active checks: a crash between creating a replacement and retiring the old one.
-        active.sort(key=lambda c: not differences(c["HealthCheckConfig"], wanted, IMMUTABLE))
-        changes = [self.change(region, "update", self._resource(region, c["Id"]),
-                               "duplicate: retired, deleted once routing no longer uses it",
-                               lambda c=c: self._retire(c["Id"])) for c in active[1:]]
-        if not active:
-            adoptable = self._adoptable(checks, region, wanted)
-            if adoptable:
-                reason = "adopt the untagged check an interrupted run created: tag it"
-                changes.insert(0, self.change(region, "update", self._resource(region, adoptable["Id"]), reason,
-                                              lambda: self._create_or_adopt(region)))
-            else:
-                changes.insert(0, self.change(region, "create", self._resource(region), target,
-                                              lambda: self._create_or_adopt(region), cost))
-            return changes
-        return self._plan_existing(region, active[0], wanted, cost) + changes
-
-    def _summary(self, wanted: dict[str, Any] | None, region: str) -> str:
-        host = wanted["FullyQualifiedDomainName"] if wanted else f"(the {region} API)"
-        hc = self.config.health_check
-        return f"HTTPS {host}:443/{self.config.api.stage}/health every {hc.interval}s, {hc.failure_threshold} failures"
-
-    def _plan_existing(self, region: str, check: dict[str, Any], wanted: dict[str, Any], cost: str) -> list[Change]:
+    def _plan_existing(self, env: Env, region: str, snapshot: HealthCheckSnapshot, check: dict[str, Any],
+                       wanted: dict[str, Any]) -> list[Change]:
+        config = env.config
         current = check["HealthCheckConfig"]
+        resource = self._resource(config, region, check["Id"])
         immutable = differences(current, wanted, IMMUTABLE)
         if immutable:
             reason = (f"{describe_diff(immutable)} (cannot change in place): a new check; routing moves to it, "
                       "then the old one is deleted")
-            return [self.change(region, "replace", self._resource(region, check["Id"]), reason,
-                                lambda: self._replace(region, check["Id"]), cost)]
+            new_id = self.ref(region, "check_id", "the new health check created above")
+            return [self.change(region, "replace", resource, reason, *self._create(env, region, wanted, new_id),
+                                self._retire(check["Id"]), cost=monthly_cost(config))]
         changes = []
         mutable = differences(current, wanted, MUTABLE)
-        reset = ["Regions"] if narrowed_regions(self.ctx, current) else []
+        reset = ["Regions"] if self._narrowed(snapshot, current) else []
         if mutable or reset:
             reasons = [describe_diff(mutable)] if mutable else []
             reasons += ["checker regions back to Route 53's default"] if reset else []
-            update = {k: wanted[k] for k in mutable}
-            changes.append(self.change(region, "update", self._resource(region, check["Id"]), "; ".join(reasons),
-                                       lambda: self._update(check["Id"], update, reset)))
-        tags = self._wanted_tags(region)
+            update = {"HealthCheckId": check["Id"], "HealthCheckVersion": check.get("HealthCheckVersion", 1),
+                      **{k: wanted[k] for k in mutable}, **({"ResetElements": reset} if reset else {})}
+            changes.append(self.change(region, "update", resource, "; ".join(reasons),
+                                       Call("route53", ROUTE53_REGION, "update_health_check", update)))
+        tags = self._wanted_tags(env, region)
         if any(check["Tags"].get(k) != v for k, v in tags.items()):
-            changes.append(self.change(region, "update", self._resource(region, check["Id"]), "tags",
-                                       lambda: self._tag(check["Id"], tags)))
+            changes.append(self.change(region, "update", resource, "tags", self._tag(check["Id"], tags)))
         return changes
 
-    def _adoptable(self, checks: list[dict[str, Any]], region: str, wanted: dict[str, Any]) -> dict[str, Any] | None:
-        prefix = reference_prefix(self.config.service, region)
-        for check in sorted(checks, key=generation_of, reverse=True):
+    def _adoptable(self, env: Env, region: str, snapshot: HealthCheckSnapshot, wanted: dict[str, Any],
+                   warnings: list[str]) -> dict[str, Any] | None:
+        if not is_known(wanted["FullyQualifiedDomainName"]):
+            return None
+        prefix = hc.reference_prefix(env.config.service, region)
+        for check in sorted(snapshot.checks, key=hc.generation_of, reverse=True):
             if check["Tags"].get(TAG_STACK) or not check.get("CallerReference", "").startswith(prefix):
                 continue
             current = check["HealthCheckConfig"]
-            if differences(current, wanted, IMMUTABLE + MUTABLE) or narrowed_regions(self.ctx, current):
-                # Said once per run, though plan and apply both look.
-                self.ctx.memo(("health-checks", "lookalike", check["Id"]), lambda c=check: self.ctx.reporter.warn(
-                    f"[{region}] untagged health check {c['Id']} carries this stack's reference but other "
-                    "settings; left alone"))
+            if differences(current, wanted, IMMUTABLE + MUTABLE) or self._narrowed(snapshot, current):
+                warnings.append(f"[{region}] untagged health check {check['Id']} carries this stack's reference but "
+                                "other settings; left alone")
                 continue
             return check
         return None
 
-    # ------------------------------------------------------------------------------------------ writes
+    def _create(self, env: Env, region: str, wanted: dict[str, Any], check_id: Any) -> tuple[Any, ...]:
+        create = Builtin("health-checks.create", ROUTE53_REGION,
+                         {"service": env.config.service, "check_region": region, "config": wanted},
+                         outputs={"check_id": "check_id"})
+        reporting = Wait(f"health check of {region} reporting", "route53", ROUTE53_REGION, "get_health_check_status",
+                         {"HealthCheckId": check_id},
+                         "length(HealthCheckObservations[?StatusReport.Status]) > `0` && 'reporting' "
+                         "|| 'no observation yet'", ("reporting",), timeout=600.0)
+        return create, self._tag(check_id, self._wanted_tags(env, region), remove=[hc.TAG_RETIRED]), reporting
 
-    def _wanted_tags(self, region: str) -> dict[str, str]:
-        return {**self.ctx.tags(region), TAG_NAME: self.config.name(region)}
+    def _wanted_tags(self, env: Env, region: str) -> dict[str, str]:
+        return {**env.tags(region), hc.TAG_NAME: names.health_check_name(env.config, region)}
 
-    def _tag(self, check_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
-        kwargs: dict[str, Any] = {"AddTags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    @staticmethod
+    def _tag(check_id: Any, tags: dict[str, str], remove: Iterable[str] = ()) -> Call:
+        params: dict[str, Any] = {"ResourceType": "healthcheck", "ResourceId": check_id,
+                                  "AddTags": [{"Key": k, "Value": v} for k, v in tags.items()]}
         if remove:
-            kwargs["RemoveTagKeys"] = list(remove)
-        route53(self.ctx).change_tags_for_resource(ResourceType="healthcheck", ResourceId=check_id, **kwargs)
+            params["RemoveTagKeys"] = list(remove)
+        return Call("route53", ROUTE53_REGION, "change_tags_for_resource", params)
 
-    def _retire(self, check_id: str) -> None:
-        self._tag(check_id, {TAG_RETIRED: "true"})
+    def _retire(self, check_id: str) -> Call:
+        return self._tag(check_id, {hc.TAG_RETIRED: "true"})
 
-    def _create_or_adopt(self, region: str) -> str:
-        wanted = self._require_wanted(region)
-        checks = all_health_checks(self.ctx)
-        check = self._adoptable(checks, region, wanted) or self._create(region, wanted)
-        retired = is_ours(self.ctx, check, region) and is_retired(check)
-        self._tag(check["Id"], self._wanted_tags(region), remove=[TAG_RETIRED] if retired else ())
-        return str(check["Id"])
+    # ------------------------------------------------------------------------------------------- down
 
-    def _create(self, region: str, wanted: dict[str, Any]) -> dict[str, Any]:
-        client = route53(self.ctx)
-        day = utc_day()
-        for generation in range(1, MAX_GENERATION + 1):
-            reference = caller_reference(self.config.service, region, wanted["RequestInterval"], day, generation)
-            try:
-                check = client.create_health_check(CallerReference=reference, HealthCheckConfig=wanted)["HealthCheck"]
-            except Exception as exc:
-                # The reference belonged to a deleted check, or to one with other settings: next generation.
-                if error_code(exc) != "HealthCheckAlreadyExists":
-                    raise
-                continue
-            tags = client.list_tags_for_resources(ResourceType="healthcheck", ResourceIds=[check["Id"]])
-            return {**check, "Tags": {t["Key"]: t["Value"] for t in tags["ResourceTagSets"][0].get("Tags", [])}}
-        raise StepError(self.name, region, self._resource(region),
-                        f"all {MAX_GENERATION} CallerReferences of today are used up",
-                        "run again tomorrow (UTC), or delete unused checks whose reference starts with "
-                        f"{reference_prefix(self.config.service, region)}")
+    def destroy(self, env: Env, region: str, snapshot: HealthCheckSnapshot) -> NodePlan:
+        config = env.config
+        checks = [c for c in snapshot.checks if hc.is_ours(config.service, c, region)]
+        if region == config.primary:  # and those of regions dropped from the config since
+            checks += [c for c in snapshot.checks if hc.is_ours(config.service, c)
+                       and c["Tags"].get(TAG_REGION) not in config.regions]
+        return NodePlan(changes=tuple(
+            self.change(region, "delete", self._resource(config, region, c["Id"]), "down",
+                        Call("route53", ROUTE53_REGION, "delete_health_check", {"HealthCheckId": c["Id"]},
+                             done_if=("NoSuchHealthCheck",)))
+            for c in checks))
 
-    def _replace(self, region: str, old_id: str) -> None:
-        # The replacement exists and is tagged before the old check is retired: routing always has one.
-        if self._create_or_adopt(region) != old_id:
-            self._retire(old_id)
+    def status(self, aws: Reader, region: str) -> HealthCheckStatus:
+        status = hc.health_status(aws, region)
+        return HealthCheckStatus(status["check_id"], status["healthy"], status.get("since"), status.get("checkers"))
 
-    def _update(self, check_id: str, update: dict[str, Any], reset: list[str]) -> None:
-        client = route53(self.ctx)
-        version = client.get_health_check(HealthCheckId=check_id)["HealthCheck"]["HealthCheckVersion"]
-        kwargs = {**update, **({"ResetElements": reset} if reset else {})}
-        client.update_health_check(HealthCheckId=check_id, HealthCheckVersion=version, **kwargs)
 
-    # ----------------------------------------------------------------------------------- settle, down
+@builtin("health-checks.create")
+def create_health_check(ctx: BuiltinContext, region: str, service: str, check_region: str,
+                        config: dict[str, Any]) -> dict[str, Any]:
+    """CreateHealthCheck with the first CallerReference of today's sequence that AWS accepts.
 
-    def settle(self, region: str) -> None:
-        check = active_check(self.ctx, region)
-        if check is None:
-            raise StepError(self.name, region, self._resource(region), "no health check after converging",
-                            "run the same command again")
-
-        def reporting() -> tuple[bool, str]:
-            status = health_status(self.ctx, region, check["Id"])
-            if status["healthy"] is None:
-                return False, "no observation yet"
-            return True, "healthy" if status["healthy"] else "unhealthy"
-
-        # Usable once Route 53's checkers report; healthy or not is for `status` and routing to judge.
-        self.ctx.wait_until(f"{self._resource(region, check['Id'])} reporting", region, reporting)
-
-    def destroy(self, region: str) -> list[Change]:
-        checks = stack_health_checks(self.ctx, region)
-        if region == self.config.primary:  # and those of regions dropped from the config since
-            checks += self._orphans(all_health_checks(self.ctx))
-        return [self.change(region, "delete", self._resource(region, c["Id"]), "down",
-                            lambda c=c: self._delete(region, c["Id"])) for c in checks]
-
-    def _delete(self, region: str, check_id: str) -> None:
+    The same reference and settings return the existing check (a retry after a crash); a reference of a
+    deleted check, or of one with other settings, is refused, and the next generation is tried."""
+    client = ctx.clients("route53", ROUTE53_REGION)
+    day = int(time.time() // 86400)
+    for generation in range(1, MAX_GENERATION + 1):
+        reference = caller_reference(service, check_region, int(config["RequestInterval"]), day, generation)
         try:
-            route53(self.ctx).delete_health_check(HealthCheckId=check_id)
-        except Exception as exc:
-            if error_code(exc) == "HealthCheckInUse":
-                raise StepError(self.name, region, self._resource(region, check_id),
-                                "a record or traffic policy still references it",
-                                "remove that reference (run `down` again if it is this stack's routing)") from exc
-            if error_code(exc) != "NoSuchHealthCheck":
+            check = client.create_health_check(CallerReference=reference, HealthCheckConfig=config)["HealthCheck"]
+        except ClientError as exc:
+            if error_code(exc) != "HealthCheckAlreadyExists":
                 raise
-
-    def status(self, region: str) -> dict[str, Any]:
-        return health_status(self.ctx, region)
-
-
-def delete_retired(ctx: Context, check_id: str, referenced: set[str]) -> bool:
-    """Delete a retired check unless something still references it; True when it is gone."""
-    if check_id in referenced:
-        ctx.reporter.warn(f"retired health check {check_id} is still referenced; it is left for the next run")
-        return False
-    try:
-        route53(ctx).delete_health_check(HealthCheckId=check_id)
-    except Exception as exc:
-        if error_code(exc) == "HealthCheckInUse":
-            ctx.reporter.warn(f"retired health check {check_id} is still in use (HealthCheckInUse); "
-                              "it is left for the next run")
-            return False
-        if error_code(exc) != "NoSuchHealthCheck":
-            raise
-    return True
+            continue
+        return {"check_id": check["Id"]}
+    raise StepError("health-checks", check_region, f"health check {service}-{check_region}",
+                    f"all {MAX_GENERATION} CallerReferences of today are used up",
+                    "run again tomorrow (UTC), or delete unused checks whose reference starts with "
+                    f"{hc.reference_prefix(service, check_region)}")

@@ -12,80 +12,63 @@ Two ways to the same answer, chosen by `routing.mode`:
 A policy record is a CNAME, and DNS lets nothing else share a name with a CNAME: switching modes removes the
 old mode's records right before the new ones are written (a short gap in answers, said in the plan).
 Switching to latency records also deletes the policy. Health checks that `health-checks` retired (an
-interval cannot change in place) are deleted here, once nothing references them any more.
+interval cannot change in place) are deleted here, after routing no longer references them.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import re
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.aws import absent_as_none, error_code
-from multiregion.engine import GLOBAL, Change, Conflict, Context, Stage, StepError
-from multiregion.regions import REGIONS, client_ip
-from multiregion.stages.domains import regional_domain
-from multiregion.stages.health_checks import active_checks, delete_retired, retired_checks, route53
-from multiregion.stages.zone import find_hosted_zone, hosted_zone_id, short_id
+from botocore.exceptions import ClientError
+
+from multiregion import names
+from multiregion.aws import error_code
+from multiregion.engine import GLOBAL, Conflict, Env, Inputs, NodePlan, Reader, Stage
+from multiregion.executor import BuiltinContext, builtin
+from multiregion.lookups import health_checks as hc
+from multiregion.lookups import routing as lookup
+from multiregion.lookups import zones
+from multiregion.names import ROUTE53_REGION, dns_name, short_zone_id
+from multiregion.plan import GONE, Builtin, Call, Change, JsonText, Retry, Wait, is_known, usd
 
 POLICY_FORMAT = "2015-10-01"
-POLICY_TYPE = "CNAME"  # there is no API Gateway endpoint type in traffic policies: a value endpoint
-ALIAS_TYPE = "A"
 START_RULE = "by-latency"
 # Each policy record (traffic policy instance) is billed $50 a month; latency records only per query.
-POLICY_RECORD_COST = "$50.00/month"
+POLICY_RECORD_COST = usd("50.00")
 # A policy holds at most 1,000 versions; past PRUNE_AT, versions no policy record uses are deleted, all but
 # the newest KEEP_RECENT (kept to roll back to).
 PRUNE_AT = 900
 KEEP_RECENT = 10
 APPLIED, FAILED = "Applied", "Failed"
-_EXECUTE_API_RE = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
-
-
-def dns_name(name: str | None) -> str:
-    return (name or "").rstrip(".").lower()
-
-
-# ------------------------------------------------------------------------------------------ what we want
+# A just-deleted policy record can hold its policy version for a moment.
+POLICY_IN_USE = Retry(("TrafficPolicyInUse", "ConcurrentModification"), "a policy record still uses it", budget=120.0)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One region's target: its regional custom domain and its health check (None until they exist)."""
+    """One region's target: its regional custom domain and its health check (values or Refs)."""
 
     region: str
-    domain_name: str | None
-    domain_zone_id: str | None
-    check_id: str | None
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.domain_name and self.domain_zone_id and self.check_id)
+    domain_name: Any
+    domain_zone_id: Any
+    check_id: Any
 
 
-def endpoints(ctx: Context) -> list[Endpoint]:
-    checks = active_checks(ctx)
+def endpoints(env: Env, inputs: Inputs) -> list[Endpoint]:
     out = []
-    for region in ctx.config.regions:
-        domain = regional_domain(ctx, region)
-        check = checks.get(region)
-        out.append(Endpoint(region, dns_name(domain[0]) if domain else None, domain[1] if domain else None,
-                            check["Id"] if check else None))
+    for region in env.config.regions:
+        domain = inputs.of("domains", region)
+        name = domain.get("regional_domain_name")
+        out.append(Endpoint(region, dns_name(name) if isinstance(name, str) else name, domain.get("regional_zone_id"),
+                            inputs.get("health-checks", region, "check_id")))
     return out
-
-
-def pending(e: Endpoint) -> str:
-    missing = [what for what, value in (("custom domain", e.domain_name), ("health check", e.check_id)) if not value]
-    return f"waits for its {' and '.join(missing)}" if missing else "ready"
 
 
 def policy_document(eps: list[Endpoint]) -> dict[str, Any]:
     return {
         "AWSPolicyFormatVersion": POLICY_FORMAT,
-        "RecordType": POLICY_TYPE,
+        "RecordType": lookup.POLICY_TYPE,
         "StartRule": START_RULE,
         "Endpoints": {f"ep-{e.region}": {"Type": "value", "Value": e.domain_name} for e in eps},
         "Rules": {START_RULE: {"RuleType": "latency", "Regions": [
@@ -94,16 +77,10 @@ def policy_document(eps: list[Endpoint]) -> dict[str, Any]:
     }
 
 
-def serialize(document: dict[str, Any]) -> str:
-    # Sorted keys, regions in config order: the same config always gives the same text.
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
-
-
 def latency_record(name: str, e: Endpoint) -> dict[str, Any]:
-    return {"Name": name, "Type": ALIAS_TYPE, "SetIdentifier": e.region, "Region": e.region,
+    return {"Name": name, "Type": lookup.ALIAS_TYPE, "SetIdentifier": e.region, "Region": e.region,
             "HealthCheckId": e.check_id,
-            "AliasTarget": {"HostedZoneId": e.domain_zone_id, "DNSName": e.domain_name,
-                            "EvaluateTargetHealth": True}}
+            "AliasTarget": {"HostedZoneId": e.domain_zone_id, "DNSName": e.domain_name, "EvaluateTargetHealth": True}}
 
 
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -115,19 +92,13 @@ def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
             record.get("TTL"), values)
 
 
-def document_checks(document: dict[str, Any]) -> set[str]:
-    """The health check ids a policy document references, in any rule."""
-    return {entry["HealthCheck"] for rule in document.get("Rules", {}).values()
-            for entry in rule.get("Regions", []) if entry.get("HealthCheck")}
-
-
 def document_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short diff of two latency policy documents, per region."""
     def by_region(doc: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         endpoints_ = doc.get("Endpoints", {})
         rule = doc.get("Rules", {}).get(START_RULE, {})
-        return {r.get("Region"): ((endpoints_.get(r.get("EndpointReference")) or {}).get("Value"),
-                                  r.get("HealthCheck")) for r in rule.get("Regions", [])}
+        return {r.get("Region"): (str((endpoints_.get(r.get("EndpointReference")) or {}).get("Value")),
+                                  str(r.get("HealthCheck"))) for r in rule.get("Regions", [])}
 
     before, after = by_region(old), by_region(new)
     parts = []
@@ -145,294 +116,274 @@ def document_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(parts) or "document rewritten"
 
 
-# ------------------------------------------------------------------------------------- what AWS holds
-
-
-def find_policy(ctx: Context) -> dict[str, Any] | None:
-    """The stack's traffic policy summary (found by its name), or None."""
-    name = ctx.config.name("latency")
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = route53(ctx).list_traffic_policies(**kwargs)
-        for summary in page.get("TrafficPolicySummaries", []):
-            if summary["Name"] == name:
-                return summary
-        if not page.get("IsTruncated"):
-            return None
-        kwargs = {"TrafficPolicyIdMarker": page["TrafficPolicyIdMarker"]}
-
-
-def policy_versions(ctx: Context, policy_id: str) -> list[dict[str, Any]]:
-    versions: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"Id": policy_id}
-    while True:
-        page = route53(ctx).list_traffic_policy_versions(**kwargs)
-        versions += page.get("TrafficPolicies", [])
-        if not page.get("IsTruncated"):
-            return versions
-        kwargs["TrafficPolicyVersionMarker"] = page["TrafficPolicyVersionMarker"]
-
-
-def zone_instances(ctx: Context, zone_id: str) -> list[dict[str, Any]]:
-    instances: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"HostedZoneId": zone_id}
-    while True:
-        try:
-            page = route53(ctx).list_traffic_policy_instances_by_hosted_zone(**kwargs)
-        except Exception as exc:
-            # Route 53 answers a zone without any policy record with this error, not an empty list.
-            if error_code(exc) == "NoSuchTrafficPolicyInstance":
-                return instances
-            raise
-        instances += page.get("TrafficPolicyInstances", [])
-        if not page.get("IsTruncated"):
-            return instances
-        kwargs.update(TrafficPolicyInstanceNameMarker=page["TrafficPolicyInstanceNameMarker"],
-                      TrafficPolicyInstanceTypeMarker=page["TrafficPolicyInstanceTypeMarker"])
-
-
-def get_instance(ctx: Context, instance_id: str) -> dict[str, Any] | None:
-    answer = absent_as_none(lambda: route53(ctx).get_traffic_policy_instance(Id=instance_id),
-                            "NoSuchTrafficPolicyInstance")
-    return answer["TrafficPolicyInstance"] if answer else None
-
-
-def records_at(ctx: Context, zone_id: str, name: str) -> list[dict[str, Any]]:
-    """Every record set named `name` (ListResourceRecordSets from that name on, until the name changes)."""
-    records: list[dict[str, Any]] = []
-    pages = route53(ctx).get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id,
-                                                                            StartRecordName=name)
-    for page in pages:
-        for record in page.get("ResourceRecordSets", []):
-            if dns_name(record["Name"]) != name:
-                return records
-            records.append(record)
-    return records
-
-
-def is_latency_record(record: dict[str, Any]) -> bool:
-    """One of our per-region latency records (SetIdentifier = Region = a region code), not a policy's."""
-    sid = record.get("SetIdentifier")
-    return sid in REGIONS and record.get("Region") == sid and not record.get("TrafficPolicyInstanceId")
-
-
-@dataclass
-class RoutingState:
+@dataclass(frozen=True)
+class RoutingSnapshot:
     zone_id: str | None
-    policy: dict[str, Any] | None = None
-    instance: dict[str, Any] | None = None  # the policy record for the global name
-    strays: list[dict[str, Any]] = field(default_factory=list)  # our policy's records at other names
-    latency: list[dict[str, Any]] = field(default_factory=list)
-    foreign: list[dict[str, Any]] = field(default_factory=list)
+    policy: dict[str, Any] | None = None  # the policy's summary (Id, LatestVersion, Type, TrafficPolicyCount)
+    document: dict[str, Any] | None = None  # its latest version's document
+    versions: tuple[int, ...] = ()  # every version, read when they may be deleted
+    instance: dict[str, Any] | None = None  # our policy record at the global name
+    strays: tuple[dict[str, Any], ...] = ()  # our policy's records at other names
+    foreign_instance: dict[str, Any] | None = None  # someone else's policy record at the name
+    latency: tuple[dict[str, Any], ...] = ()
+    foreign_records: tuple[dict[str, Any], ...] = ()
+    retired: tuple[dict[str, Any], ...] = ()  # the stack's retired health checks
+    external_refs: frozenset[str] = field(default_factory=frozenset)  # check ids other records use
 
 
-@dataclass
-class PolicyTarget:
-    """The policy id and version the instance must use; filled by an earlier change of the same run."""
+@dataclass(frozen=True)
+class RoutingStatus:
+    mode: str
+    name: str
+    zone: str | None
+    policy_record: dict[str, Any] | None = None
+    latency_records: tuple[str, ...] = ()
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    policy_id: str | None
-    version: int | None
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"mode": self.mode, "name": self.name, "zone": self.zone}
+        if self.policy_record:
+            data["policy_record"] = dict(self.policy_record)
+        if self.latency_records:
+            data["latency_records"] = list(self.latency_records)
+        data["answers"] = dict(self.answers)
+        return data
 
 
-# ----------------------------------------------------------------------------------------------- stage
-
-
-class RoutingStage(Stage):
+class RoutingStage(Stage[RoutingSnapshot]):
     name = "routing"
     help = "The global name: a latency traffic policy and its policy record, or latency records."
     scope = "global"
-    depends_on = ("domains", "health-checks")
+    depends_on = ("hosted-zone", "domains", "health-checks")
 
-    def __init__(self, ctx: Context):
-        super().__init__(ctx)
-        self._submitted: list[str] = []  # record change ids not yet known INSYNC
+    # ------------------------------------------------------------------------------------------- read
 
-    @property
-    def record_name(self) -> str:
-        return dns_name(self.config.domain.name)
+    def read(self, aws: Reader, region: str) -> RoutingSnapshot:
+        return self._read(aws, for_down=False)
 
-    @property
-    def policy_name(self) -> str:
-        return self.config.name("latency")
+    def read_down(self, aws: Reader, region: str) -> RoutingSnapshot:
+        return self._read(aws, for_down=True)
 
-    # ------------------------------------------------------------------------------------------ reading
-
-    def _zone(self) -> str | None:
-        """The hosted zone's id, or None before it exists (a plan on a fresh account)."""
-        zone = find_hosted_zone(self.ctx)
-        return short_id(zone["Id"]) if zone else None
-
-    def _require_zone(self) -> str:
-        return short_id(hosted_zone_id(self.ctx))
-
-    def _read(self, zone_id: str | None) -> RoutingState:
-        state = RoutingState(zone_id, policy=find_policy(self.ctx))
+    def _read(self, aws: Reader, for_down: bool) -> RoutingSnapshot:
+        config = aws.config
+        zone = zones.find_hosted_zone(aws)
+        zone_id = short_zone_id(zone["Id"]) if zone else None
+        policy = lookup.find_policy(aws)
+        document = lookup.policy_document(aws, policy["Id"], policy["LatestVersion"]) if policy and not for_down \
+            else None
+        wants_versions = for_down or config.routing.mode != "traffic-policy" or \
+            (policy is not None and int(policy.get("TrafficPolicyCount", 0)) >= PRUNE_AT)
+        versions = tuple(lookup.policy_versions(aws, policy["Id"])) if policy and wants_versions else ()
+        retired = tuple(c for c in hc.all_health_checks(aws) if hc.is_ours(config.service, c) and hc.is_retired(c)) \
+            if not for_down else ()
         if zone_id is None:
-            return state
-        for instance in zone_instances(self.ctx, zone_id):
-            at_name = dns_name(instance["Name"]) == self.record_name
-            ours = state.policy is not None and instance["TrafficPolicyId"] == state.policy["Id"]
-            if at_name and not ours:
-                raise Conflict(self.name, GLOBAL, f"policy record {self.record_name}",
-                               f"exists and uses traffic policy {instance['TrafficPolicyId']}, not {self.policy_name}",
-                               "it is left untouched; delete it or choose another domain.name")
-            if at_name:
-                state.instance = instance
+            return RoutingSnapshot(None, policy, document, versions, retired=retired)
+        name = names.record_name(config)
+        instance, foreign, strays = None, None, []
+        for found in lookup.zone_instances(aws, zone_id):
+            at_name = dns_name(found["Name"]) == name
+            ours = policy is not None and found["TrafficPolicyId"] == policy["Id"]
+            if at_name and ours:
+                instance = found
+            elif at_name:
+                foreign = found
             elif ours:
-                state.strays.append(instance)
-        for record in records_at(self.ctx, zone_id, self.record_name):
-            if is_latency_record(record):
-                state.latency.append(record)
-            elif not record.get("TrafficPolicyInstanceId"):
-                state.foreign.append(record)
-        if state.foreign:
-            kinds = ", ".join(sorted({r["Type"] for r in state.foreign}))
-            raise Conflict(self.name, GLOBAL, f"records {self.record_name}",
+                strays.append(found)
+        at = zones.records_at(aws, zone_id, name)
+        latency = tuple(r for r in at if lookup.is_latency_record(r))
+        foreign_records = tuple(r for r in at
+                                if not lookup.is_latency_record(r) and not r.get("TrafficPolicyInstanceId"))
+        external: frozenset[str] = frozenset()
+        if retired:
+            external = frozenset(r["HealthCheckId"] for r in zones.record_sets(aws, zone_id)
+                                 if r.get("HealthCheckId") and dns_name(r["Name"]) != name)
+        return RoutingSnapshot(zone_id, policy, document, versions, instance, tuple(strays), foreign, latency,
+                               foreign_records, retired, external)
+
+    # ------------------------------------------------------------------------------------------- diff
+
+    def diff(self, env: Env, region: str, snapshot: RoutingSnapshot, inputs: Inputs) -> NodePlan:
+        name = names.record_name(env.config)
+        if snapshot.foreign_instance is not None:
+            raise Conflict(self.name, GLOBAL, f"policy record {name}",
+                           f"exists and uses traffic policy {snapshot.foreign_instance['TrafficPolicyId']}, "
+                           f"not {names.policy_name(env.config)}",
+                           "it is left untouched; delete it or choose another domain.name")
+        if snapshot.foreign_records:
+            kinds = ", ".join(sorted({r["Type"] for r in snapshot.foreign_records}))
+            raise Conflict(self.name, GLOBAL, f"records {name}",
                            f"{kinds} record(s) of that name exist and are not this stack's",
                            "they are left untouched; delete them or choose another domain.name")
-        return state
-
-    def _endpoints(self) -> list[Endpoint]:
-        """Every region's endpoint, complete: what a write needs (after domains and health-checks)."""
-        eps = endpoints(self.ctx)
-        missing = [e for e in eps if not e.complete]
-        if missing:
-            raise StepError(self.name, GLOBAL, f"global name {self.record_name}",
-                            f"regions not ready: {', '.join(f'{e.region} ({pending(e)})' for e in missing)}",
-                            "run `multiregion up`: the domains and health-checks stages come first")
-        return eps
-
-    # --------------------------------------------------------------------------------------------- plan
-
-    def plan(self, region: str = GLOBAL) -> list[Change]:
-        state = self._read(self._zone())
-        if self.config.routing.mode == "traffic-policy":
-            changes = self._plan_policy(state)
+        zone_id = inputs.get("hosted-zone", GLOBAL, "zone_id")
+        eps = endpoints(env, inputs)
+        if env.config.routing.mode == "traffic-policy":
+            changes, waits = self._plan_policy(env, snapshot, zone_id, eps)
         else:
-            changes = self._plan_records(state)
-        return changes + self._plan_retired_checks()
+            changes, waits = self._plan_records(env, snapshot, zone_id, eps)
+        retired, warnings = self._plan_retired(env, snapshot)
+        return NodePlan(changes=tuple(changes + retired), waits=tuple(waits), warnings=tuple(warnings))
 
-    def _plan_policy(self, state: RoutingState) -> list[Change]:
-        eps = endpoints(self.ctx)
-        missing = [e for e in eps if not e.complete]
-        # Planned before domains or health checks exist (`plan` reads everything at once): the new
-        # version is certain, its content is known once they do.
-        wanted = None if missing else policy_document(eps)
-        policy = state.policy
-        target = PolicyTarget(policy["Id"] if policy else None, policy["LatestVersion"] if policy else None)
-        changes = []
+    # traffic-policy mode
+
+    def _plan_policy(self, env: Env, snapshot: RoutingSnapshot, zone_id: Any,
+                     eps: list[Endpoint]) -> tuple[list[Change], list[Wait]]:
+        config, name = env.config, names.record_name(env.config)
+        policy_name = names.policy_name(config)
+        wanted = policy_document(eps)
+        policy = snapshot.policy
+        changes: list[Change] = []
+        waits: list[Wait] = []
         new_version = False
         if policy is None:
-            changes.append(self.change(GLOBAL, "create", f"traffic policy {self.policy_name}",
-                                       f"latency rule over {', '.join(self.config.regions)}, health-checked",
-                                       lambda: self._create_policy(target)))
+            policy_id: Any = self.ref(GLOBAL, "policy_id", "the traffic policy created above")
+            version: Any = self.ref(GLOBAL, "policy_version", "its first version")
+            changes.append(self.change(GLOBAL, "create", f"traffic policy {policy_name}",
+                                       f"latency rule over {', '.join(config.regions)}, health-checked",
+                                       Call("route53", ROUTE53_REGION, "create_traffic_policy", {
+                                           "Name": policy_name, "Document": JsonText(wanted),
+                                           "Comment": f"multiregion stack {config.service}: latency over "
+                                                      "health-checked regions"},
+                                           outputs={"policy_id": "TrafficPolicy.Id",
+                                                    "policy_version": "TrafficPolicy.Version"})))
         else:
-            if policy.get("Type") != POLICY_TYPE:
-                raise Conflict(self.name, GLOBAL, f"traffic policy {self.policy_name}",
-                               f"exists with record type {policy.get('Type')}, not {POLICY_TYPE}",
+            if policy.get("Type") != lookup.POLICY_TYPE:
+                raise Conflict(self.name, GLOBAL, f"traffic policy {policy_name}",
+                               f"exists with record type {policy.get('Type')}, not {lookup.POLICY_TYPE}",
                                "delete that policy (and its policy records) or choose another service name")
-            found = route53(self.ctx).get_traffic_policy(Id=policy["Id"], Version=policy["LatestVersion"])
-            current = json.loads(found["TrafficPolicy"]["Document"])
-            if wanted is None or current != wanted:
+            policy_id, version = policy["Id"], int(policy["LatestVersion"])
+            if not is_known(wanted) or snapshot.document != wanted:
                 new_version = True
-                diff = document_diff(current, wanted) if wanted else ", ".join(
-                    f"{e.region} {pending(e)}" for e in missing)
-                latest = policy["LatestVersion"]
-                changes.append(self.change(GLOBAL, "update", f"traffic policy {self.policy_name}",
-                                           f"version {latest} -> {latest + 1}: {diff}",
-                                           lambda: self._new_version(target)))
-        if state.latency:
+                latest = version
+                version = self.ref(GLOBAL, "policy_version", f"version {latest + 1}")
+                changes.append(self.change(GLOBAL, "update", f"traffic policy {policy_name}",
+                                           f"version {latest} -> {latest + 1}: "
+                                           f"{document_diff(snapshot.document or {}, wanted)}",
+                                           Call("route53", ROUTE53_REGION, "create_traffic_policy_version",
+                                                {"Id": policy_id, "Document": JsonText(wanted)},
+                                                outputs={"policy_version": "TrafficPolicy.Version"})))
+        if snapshot.latency:
+            batch = self.ref(GLOBAL, "change:latency-delete", "that change")
             changes.append(self.change(
-                GLOBAL, "delete", f"latency records {self.record_name}",
+                GLOBAL, "delete", f"latency records {name}",
                 "switching to traffic-policy: a policy record's CNAME cannot share its name with A records, so "
                 "they go right before it is created (answers pause briefly)",
-                lambda: self._delete_records(state.latency)))
-        changes += self._plan_instance(state, target, new_version)
+                self._records_call(zone_id, [{"Action": "DELETE", "ResourceRecordSet": r} for r in snapshot.latency],
+                                   "change:latency-delete")))
+            waits.append(self._wait_insync(batch, name))
+        changes += self._plan_instance(env, snapshot, zone_id, policy_id, version, new_version)
         changes += [self.change(GLOBAL, "delete", f"policy record {dns_name(s['Name'])}",
-                                f"not the configured name {self.record_name} (saves {POLICY_RECORD_COST})",
-                                lambda s=s: self._delete_instance(s["Id"])) for s in state.strays]
-        count = (policy or {}).get("TrafficPolicyCount", 0) + new_version
-        if count > PRUNE_AT:
-            changes.append(self.change(GLOBAL, "delete", f"traffic policy {self.policy_name}",
+                                f"not the configured name {name} (saves {POLICY_RECORD_COST})",
+                                *self._delete_instance(zone_id, s)) for s in snapshot.strays]
+        count = int((policy or {}).get("TrafficPolicyCount", 0)) + new_version
+        if policy is not None and count > PRUNE_AT:
+            changes.append(self.change(GLOBAL, "delete", f"traffic policy {policy_name}",
                                        f"unused old versions ({count} of the 1,000 a policy may hold)",
-                                       lambda: self._prune_versions(target)))
-        return changes
+                                       Builtin("routing.prune-versions", ROUTE53_REGION,
+                                               {"policy_id": policy_id, "zone_id": zone_id, "keep": version,
+                                                "keep_recent": KEEP_RECENT})))
+        return changes, waits
 
-    def _prune_versions(self, target: PolicyTarget) -> None:
-        policy_id = str(target.policy_id)
-        in_use = {i["TrafficPolicyVersion"] for i in zone_instances(self.ctx, self._require_zone())
-                  if i["TrafficPolicyId"] == policy_id} | {target.version}
-        versions = sorted(v["Version"] for v in policy_versions(self.ctx, policy_id))
-        for version in [v for v in versions[:-KEEP_RECENT] if v not in in_use]:
-            try:
-                route53(self.ctx).delete_traffic_policy(Id=policy_id, Version=version)
-            except Exception as exc:
-                # Used by a policy record in another zone: it stays.
-                if error_code(exc) not in ("TrafficPolicyInUse", "NoSuchTrafficPolicy"):
-                    raise
-
-    def _plan_instance(self, state: RoutingState, target: PolicyTarget, new_version: bool) -> list[Change]:
-        ttl = self.config.routing.ttl
-        instance = state.instance
-        resource = f"policy record {self.record_name}"
+    def _plan_instance(self, env: Env, snapshot: RoutingSnapshot, zone_id: Any, policy_id: Any, version: Any,
+                       new_version: bool) -> list[Change]:
+        ttl, name = env.config.routing.ttl, names.record_name(env.config)
+        instance = snapshot.instance
+        resource = f"policy record {name}"
         if instance is None:
-            return [self.change(GLOBAL, "create", resource, f"traffic policy {self.policy_name}, TTL {ttl}",
-                                lambda: self._create_instance(target), POLICY_RECORD_COST)]
+            instance_id = self.ref(GLOBAL, "instance_id", "the policy record created above")
+            create = Call("route53", ROUTE53_REGION, "create_traffic_policy_instance", {
+                "HostedZoneId": zone_id, "Name": name, "TTL": ttl, "TrafficPolicyId": policy_id,
+                "TrafficPolicyVersion": version}, outputs={"instance_id": "TrafficPolicyInstance.Id"})
+            reason = f"traffic policy {names.policy_name(env.config)}, TTL {ttl}"
+            return [self.change(GLOBAL, "create", resource, reason, create, self._wait_applied(instance_id, name),
+                                cost=POLICY_RECORD_COST)]
         reasons = []
-        if new_version or instance["TrafficPolicyVersion"] != target.version:
-            latest = f"{target.version + 1 if new_version else target.version}"
-            reasons.append(f"policy version {instance['TrafficPolicyVersion']} -> {latest}")
+        if new_version or instance["TrafficPolicyVersion"] != version:
+            reasons.append(f"policy version {instance['TrafficPolicyVersion']} -> {version}")
         if instance["TTL"] != ttl:
             reasons.append(f"TTL {instance['TTL']} -> {ttl}")
         if instance.get("State") == FAILED:
             reasons.append(f"last change failed ({instance.get('Message', '')}): applied again")
         if not reasons:
             return []
+        update = Call("route53", ROUTE53_REGION, "update_traffic_policy_instance", {
+            "Id": instance["Id"], "TTL": ttl, "TrafficPolicyId": policy_id, "TrafficPolicyVersion": version})
+        # One change at a time per record (PriorRequestNotComplete): wait for the last one to settle first.
         return [self.change(GLOBAL, "update", resource, ", ".join(reasons),
-                            lambda: self._update_instance(instance["Id"], target))]
+                            self._wait_applied(instance["Id"], name, settled_only=True), update,
+                            self._wait_applied(instance["Id"], name))]
 
-    def _plan_records(self, state: RoutingState) -> list[Change]:
-        changes = []
-        if state.instance is not None:
-            instance_id = state.instance["Id"]
+    @staticmethod
+    def _wait_applied(instance_id: Any, name: str, settled_only: bool = False) -> Wait:
+        return Wait(f"policy record {name} applied", "route53", ROUTE53_REGION, "get_traffic_policy_instance",
+                    {"Id": instance_id}, "TrafficPolicyInstance.State",
+                    (APPLIED, FAILED, GONE) if settled_only else (APPLIED,),
+                    failed=() if settled_only else (FAILED, GONE), gone=("NoSuchTrafficPolicyInstance",),
+                    reason="TrafficPolicyInstance.Message",
+                    hint="fix the cause (often a health check or endpoint), then run `multiregion up` again")
+
+    def _delete_instance(self, zone_id: Any, instance: dict[str, Any]) -> tuple[Any, ...]:
+        instance_id, name = instance["Id"], dns_name(instance["Name"])
+        records_gone = Wait(f"the records of policy record {name} deleted", "route53", ROUTE53_REGION,
+                            "list_resource_record_sets", {"HostedZoneId": zone_id, "StartRecordName": name},
+                            f"length(ResourceRecordSets[?TrafficPolicyInstanceId=='{instance_id}'])", (0,))
+        return (self._wait_applied(instance_id, name, settled_only=True),
+                Call("route53", ROUTE53_REGION, "delete_traffic_policy_instance", {"Id": instance_id},
+                     done_if=("NoSuchTrafficPolicyInstance",)),
+                Wait(f"policy record {name} deleted", "route53", ROUTE53_REGION, "get_traffic_policy_instance",
+                     {"Id": instance_id}, "TrafficPolicyInstance.State", (GONE,),
+                     gone=("NoSuchTrafficPolicyInstance",)),
+                # Its CNAME must be gone before other records can take the name.
+                records_gone)
+
+    # latency-records mode
+
+    def _plan_records(self, env: Env, snapshot: RoutingSnapshot, zone_id: Any,
+                      eps: list[Endpoint]) -> tuple[list[Change], list[Wait]]:
+        config, name = env.config, names.record_name(env.config)
+        changes: list[Change] = []
+        waits: list[Wait] = []
+        if snapshot.instance is not None:
             changes.append(self.change(
-                GLOBAL, "delete", f"policy record {self.record_name}",
+                GLOBAL, "delete", f"policy record {name}",
                 "switching to latency-records: its CNAME cannot share the name with A records, so it goes right "
                 f"before they are written (answers pause briefly; saves {POLICY_RECORD_COST})",
-                lambda: self._delete_instance(instance_id)))
+                *self._delete_instance(zone_id, snapshot.instance)))
         changes += [self.change(GLOBAL, "delete", f"policy record {dns_name(s['Name'])}",
                                 f"not used in latency-records mode (saves {POLICY_RECORD_COST})",
-                                lambda s=s: self._delete_instance(s["Id"])) for s in state.strays]
-        eps = {e.region: e for e in endpoints(self.ctx)}
-        current = {r["SetIdentifier"]: r for r in state.latency if r["Type"] == ALIAS_TYPE}
+                                *self._delete_instance(zone_id, s)) for s in snapshot.strays]
+        current = {r["SetIdentifier"]: r for r in snapshot.latency if r["Type"] == lookup.ALIAS_TYPE}
         # Our records of another type would block the A records: they go first.
-        stale = [r for r in state.latency if r["Type"] != ALIAS_TYPE]
-        removed = [r for sid, r in current.items() if sid not in self.config.regions]
+        stale = [r for r in snapshot.latency if r["Type"] != lookup.ALIAS_TYPE]
         if stale:
-            changes.append(self.change(GLOBAL, "delete", f"latency records {self.record_name}",
+            changes.append(self.change(GLOBAL, "delete", f"latency records {name}",
                                        f"{len(stale)} {stale[0]['Type']} record(s) replaced by alias A records",
-                                       lambda: self._delete_records(stale)))
-        for region in self.config.regions:
-            have, endpoint = current.get(region), eps[region]
-            want = latency_record(self.record_name, endpoint) if endpoint.complete else None
-            if have is not None and want is not None and record_key(have) == record_key(want):
+                                       self._records_call(zone_id, [{"Action": "DELETE", "ResourceRecordSet": r}
+                                                                    for r in stale], "change:stale")))
+            waits.append(self._wait_insync(self.ref(GLOBAL, "change:stale", "that change"), name))
+        for endpoint in eps:
+            have, want = current.get(endpoint.region), latency_record(name, endpoint)
+            if have is not None and is_known(want) and record_key(have) == record_key(want):
                 continue
-            if have is None:
-                reason = "alias A to the region's custom domain, latency, health-checked"
-            else:
-                reason = self._record_diff(have, want) if want else pending(endpoint)
-            changes.append(self.change(region, "create" if have is None else "update",
-                                       f"latency record {self.record_name} ({region})", reason,
-                                       lambda r=region: self._upsert_record(r)))
+            reason = "alias A to the region's custom domain, latency, health-checked" if have is None \
+                else self._record_diff(have, want)
+            output = f"change:{endpoint.region}"
+            changes.append(self.change(endpoint.region, "create" if have is None else "update",
+                                       f"latency record {name} ({endpoint.region})", reason,
+                                       self._records_call(zone_id, [{"Action": "UPSERT", "ResourceRecordSet": want}],
+                                                          output)))
+            waits.append(self._wait_insync(self.ref(GLOBAL, output, "that change"), name))
+        removed = [r for sid, r in current.items() if sid not in config.regions]
         if removed:
-            changes.append(self.change(GLOBAL, "delete", f"latency records {self.record_name}",
+            changes.append(self.change(GLOBAL, "delete", f"latency records {name}",
                                        f"regions no longer configured: {', '.join(r['Region'] for r in removed)}",
-                                       lambda: self._delete_records(removed)))
-        if state.policy is not None:
-            changes.append(self.change(GLOBAL, "delete", f"traffic policy {self.policy_name}",
+                                       self._records_call(zone_id, [{"Action": "DELETE", "ResourceRecordSet": r}
+                                                                    for r in removed], "change:removed")))
+            waits.append(self._wait_insync(self.ref(GLOBAL, "change:removed", "that change"), name))
+        if snapshot.policy is not None:
+            changes.append(self.change(GLOBAL, "delete", f"traffic policy {names.policy_name(config)}",
                                        "not used in latency-records mode (every version)",
-                                       lambda: self._delete_policy(state.policy["Id"])))
-        return changes
+                                       *self._delete_policy(snapshot)))
+        return changes, waits
 
     @staticmethod
     def _record_diff(have: dict[str, Any], want: dict[str, Any]) -> str:
@@ -440,243 +391,116 @@ class RoutingStage(Stage):
         if have.get("HealthCheckId") != want["HealthCheckId"]:
             parts.append(f"health check {have.get('HealthCheckId')} -> {want['HealthCheckId']}")
         have_alias = have.get("AliasTarget") or {}
-        if dns_name(have_alias.get("DNSName")) != want["AliasTarget"]["DNSName"]:
-            parts.append(f"target {dns_name(have_alias.get('DNSName')) or '-'} -> {want['AliasTarget']['DNSName']}")
+        target = want["AliasTarget"]["DNSName"]
+        if not is_known(target) or dns_name(have_alias.get("DNSName")) != target:
+            parts.append(f"target {dns_name(have_alias.get('DNSName')) or '-'} -> {target}")
         return ", ".join(parts) or "alias target settings"
 
-    def _plan_retired_checks(self) -> list[Change]:
-        return [self.change(GLOBAL, "delete", f"health check {c['Id']}",
-                            f"retired ({c['Tags'].get('Name', '?')} was replaced); deleted once unreferenced",
-                            lambda c=c: delete_retired(self.ctx, c["Id"], self._references()))
-                for c in retired_checks(self.ctx)]
+    def _records_call(self, zone_id: Any, changes: list[dict[str, Any]], output: str) -> Call:
+        return Call("route53", ROUTE53_REGION, "change_resource_record_sets",
+                    {"HostedZoneId": zone_id, "ChangeBatch": {"Comment": "multiregion", "Changes": changes}},
+                    outputs={output: "ChangeInfo.Id"})
 
-    def _references(self) -> set[str]:
-        """Health check ids our records and our policy record's document still use."""
-        zone = self._require_zone()
-        refs = {r["HealthCheckId"] for r in records_at(self.ctx, zone, self.record_name) if r.get("HealthCheckId")}
-        policy = find_policy(self.ctx)
-        for instance in zone_instances(self.ctx, zone):
-            if policy is None or instance["TrafficPolicyId"] != policy["Id"]:
+    @staticmethod
+    def _wait_insync(change_id: Any, name: str) -> Wait:
+        # Propagation (PENDING -> INSYNC) is waited for after every change of the node is submitted, so that
+        # records submitted one after another (a mode switch) leave the shortest gap.
+        return Wait(f"records {name} in sync", "route53", ROUTE53_REGION, "get_change", {"Id": change_id},
+                    "ChangeInfo.Status", ("INSYNC",))
+
+    def _delete_policy(self, snapshot: RoutingSnapshot) -> tuple[Call, ...]:
+        policy_id = (snapshot.policy or {})["Id"]
+        versions = snapshot.versions or (int((snapshot.policy or {})["LatestVersion"]),)
+        return tuple(Call("route53", ROUTE53_REGION, "delete_traffic_policy", {"Id": policy_id, "Version": v},
+                          retry=(POLICY_IN_USE,), done_if=("NoSuchTrafficPolicy",)) for v in versions)
+
+    def _plan_retired(self, env: Env, snapshot: RoutingSnapshot) -> tuple[list[Change], list[str]]:
+        changes, warnings = [], []
+        for check in snapshot.retired:
+            if check["Id"] in snapshot.external_refs:
+                warnings.append(f"retired health check {check['Id']} is still referenced by another record of the "
+                                "zone; it is left for the next run")
                 continue
-            doc = route53(self.ctx).get_traffic_policy(Id=policy["Id"], Version=instance["TrafficPolicyVersion"])
-            refs |= document_checks(json.loads(doc["TrafficPolicy"]["Document"]))
-        return refs
+            changes.append(self.change(GLOBAL, "delete", f"health check {check['Id']}",
+                                       f"retired ({check['Tags'].get(hc.TAG_NAME, '?')} was replaced); routing no "
+                                       "longer uses it",
+                                       Call("route53", ROUTE53_REGION, "delete_health_check",
+                                            {"HealthCheckId": check["Id"]}, done_if=("NoSuchHealthCheck",))))
+        return changes, warnings
 
-    # ------------------------------------------------------------------------------------------- writes
+    # ------------------------------------------------------------------------------------------- down
 
-    def _create_policy(self, target: PolicyTarget) -> None:
-        eps = self._endpoints()
-        created = route53(self.ctx).create_traffic_policy(
-            Name=self.policy_name, Document=serialize(policy_document(eps)),
-            Comment=f"multiregion stack {self.config.service}: latency over health-checked regions")
-        target.policy_id, target.version = created["TrafficPolicy"]["Id"], created["TrafficPolicy"]["Version"]
-
-    def _new_version(self, target: PolicyTarget) -> None:
-        eps = self._endpoints()
-        created = route53(self.ctx).create_traffic_policy_version(
-            Id=str(target.policy_id), Document=serialize(policy_document(eps)))
-        target.version = created["TrafficPolicy"]["Version"]
-
-    def _create_instance(self, target: PolicyTarget) -> None:
-        if target.policy_id is None:
-            raise StepError(self.name, GLOBAL, f"policy record {self.record_name}",
-                            f"traffic policy {self.policy_name} does not exist", "run `multiregion up` again")
-        created = route53(self.ctx).create_traffic_policy_instance(
-            HostedZoneId=self._require_zone(), Name=self.record_name, TTL=self.config.routing.ttl,
-            TrafficPolicyId=target.policy_id, TrafficPolicyVersion=target.version)
-        self._wait_applied(created["TrafficPolicyInstance"]["Id"])
-
-    def _update_instance(self, instance_id: str, target: PolicyTarget) -> None:
-        self._wait_applied(instance_id, fail=False)  # one change at a time (PriorRequestNotComplete)
-        route53(self.ctx).update_traffic_policy_instance(
-            Id=instance_id, TTL=self.config.routing.ttl, TrafficPolicyId=target.policy_id,
-            TrafficPolicyVersion=target.version)
-        self._wait_applied(instance_id)
-
-    def _wait_applied(self, instance_id: str, fail: bool = True) -> None:
-        resource = f"policy record {self.record_name}"
-
-        def applied() -> tuple[bool, str]:
-            instance = get_instance(self.ctx, instance_id)
-            if instance is None:
-                raise StepError(self.name, GLOBAL, resource, "the policy record disappeared while being applied",
-                                "run `multiregion up` again")
-            state = instance["State"]
-            if state == FAILED and fail:
-                raise StepError(self.name, GLOBAL, resource, f"Route 53 could not apply it: {instance.get('Message')}",
-                                "fix the cause (often a health check or endpoint), then run `multiregion up` again")
-            return state in (APPLIED, FAILED), state
-
-        self.ctx.wait_until(f"{resource} applied", GLOBAL, applied)
-
-    def _delete_instance(self, instance_id: str) -> None:
-        self._wait_applied(instance_id, fail=False)
-        try:
-            route53(self.ctx).delete_traffic_policy_instance(Id=instance_id)
-        except Exception as exc:
-            if error_code(exc) != "NoSuchTrafficPolicyInstance":
-                raise
-        zone = self._require_zone()
-
-        def gone() -> tuple[bool, str]:
-            if get_instance(self.ctx, instance_id) is not None:
-                return False, "deleting"
-            left = [r for r in records_at(self.ctx, zone, self.record_name)
-                    if r.get("TrafficPolicyInstanceId") == instance_id]
-            return not left, f"{len(left)} record(s) left" if left else "deleted"
-
-        # Its CNAME must be gone before other records can take the name.
-        self.ctx.wait_until(f"policy record {self.record_name} deleted", GLOBAL, gone)
-
-    def _delete_policy(self, policy_id: str) -> None:
-        for version in policy_versions(self.ctx, policy_id):
-            self._delete_policy_version(policy_id, version["Version"])
-
-    def _delete_policy_version(self, policy_id: str, version: int) -> None:
-        def deleted() -> tuple[bool, str]:
-            try:
-                route53(self.ctx).delete_traffic_policy(Id=policy_id, Version=version)
-            except Exception as exc:
-                # A just-deleted policy record can hold its version for a moment.
-                if error_code(exc) in ("TrafficPolicyInUse", "ConcurrentModification"):
-                    return False, error_code(exc)
-                if error_code(exc) != "NoSuchTrafficPolicy":
-                    raise
-            return True, "deleted"
-
-        self.ctx.wait_until(f"traffic policy {self.policy_name} v{version} deleted", GLOBAL, deleted, timeout=120)
-
-    def _change_records(self, changes: list[dict[str, Any]]) -> None:
-        info = route53(self.ctx).change_resource_record_sets(
-            HostedZoneId=self._require_zone(),
-            ChangeBatch={"Comment": f"multiregion {self.config.service}", "Changes": changes})["ChangeInfo"]
-        # Propagation (PENDING -> INSYNC) is waited for in settle, so that records submitted one after
-        # another (a mode switch) leave the shortest gap.
-        self._submitted.append(info["Id"])
-
-    def _wait_insync(self) -> None:
-        client = route53(self.ctx)
-        while self._submitted:
-            change_id = self._submitted[0]
-
-            def insync(change_id: str = change_id) -> tuple[bool, str]:
-                status = client.get_change(Id=change_id)["ChangeInfo"]["Status"]
-                return status == "INSYNC", status
-
-            self.ctx.wait_until(f"records {self.record_name} in sync", GLOBAL, insync)
-            self._submitted.pop(0)
-
-    def _upsert_record(self, region: str) -> None:
-        endpoint = next(e for e in self._endpoints() if e.region == region)
-        self._change_records([{"Action": "UPSERT", "ResourceRecordSet": latency_record(self.record_name, endpoint)}])
-
-    def _delete_records(self, records: list[dict[str, Any]]) -> None:
-        self._change_records([{"Action": "DELETE", "ResourceRecordSet": r} for r in records])
-
-    # --------------------------------------------------------------------------------- settle, down, status
-
-    def settle(self, region: str = GLOBAL) -> None:
-        self._wait_insync()
-        if self.config.routing.mode != "traffic-policy":
-            return
-        state = self._read(self._require_zone())
-        if state.instance is None:
-            raise StepError(self.name, GLOBAL, f"policy record {self.record_name}", "missing after converging",
-                            "run `multiregion up` again")
-        self._wait_applied(state.instance["Id"])
-
-    def destroy(self, region: str = GLOBAL) -> list[Change]:
-        zone = self._zone()
-        policy = find_policy(self.ctx)
-        changes = []
-        if zone is not None:
-            instances = [i for i in zone_instances(self.ctx, zone)
-                         if policy is not None and i["TrafficPolicyId"] == policy["Id"]]
+    def destroy(self, env: Env, region: str, snapshot: RoutingSnapshot) -> NodePlan:
+        changes: list[Change] = []
+        waits: list[Wait] = []
+        name = names.record_name(env.config)
+        zone_id = snapshot.zone_id
+        if zone_id is not None:
             changes += [self.change(GLOBAL, "delete", f"policy record {dns_name(i['Name'])}", "down",
-                                    lambda i=i: self._delete_instance(i["Id"])) for i in instances]
-            latency = [r for r in records_at(self.ctx, zone, self.record_name) if is_latency_record(r)]
-            if latency:
-                changes.append(self.change(GLOBAL, "delete", f"latency records {self.record_name}", "down",
-                                           lambda: self._delete_records(latency)))
-        if policy is not None:
-            changes.append(self.change(GLOBAL, "delete", f"traffic policy {self.policy_name}", "down (every version)",
-                                       lambda: self._delete_policy(policy["Id"])))
-        return changes
+                                    *self._delete_instance(zone_id, i))
+                        for i in [*([snapshot.instance] if snapshot.instance else []), *snapshot.strays]]
+            if snapshot.latency:
+                changes.append(self.change(GLOBAL, "delete", f"latency records {name}", "down",
+                                           self._records_call(zone_id, [{"Action": "DELETE", "ResourceRecordSet": r}
+                                                                        for r in snapshot.latency], "change:down")))
+                waits.append(self._wait_insync(self.ref(GLOBAL, "change:down", "that change"), name))
+        if snapshot.policy is not None:
+            changes.append(self.change(GLOBAL, "delete", f"traffic policy {names.policy_name(env.config)}",
+                                       "down (every version)", *self._delete_policy(snapshot)))
+        return NodePlan(changes=tuple(changes), waits=tuple(waits))
 
-    def status(self, region: str = GLOBAL) -> dict[str, Any]:
-        zone = self._zone()
-        if zone is None:
-            return {"mode": self.config.routing.mode, "name": self.record_name, "zone": None}
-        state = self._read(zone)
-        out: dict[str, Any] = {"mode": self.config.routing.mode, "name": self.record_name}
-        if state.instance is not None:
-            out["policy_record"] = {"id": state.instance["Id"], "state": state.instance["State"],
-                                    "policy": self.policy_name, "version": state.instance["TrafficPolicyVersion"],
-                                    "ttl": state.instance["TTL"]}
-        if state.latency:
-            out["latency_records"] = sorted(r["SetIdentifier"] for r in state.latency)
-        if state.instance is None and not state.latency:
-            out["answers"] = {}
-            return out
-        out["answers"] = {}
-        for client_region in self.config.regions:
-            answer, served_by = dns_answer(self.ctx, client_region)
-            out["answers"][client_region] = {"answer": answer, "served_by": served_by}
-        return out
+    # ------------------------------------------------------------------------------------------- status
 
-
-# ------------------------------------------------------------------------------------------ DNS answers
-
-
-def serving_region(ctx: Context, answer: str | None) -> str | None:
-    """The configured region whose regional domain name `answer` is (or whose API host it names)."""
-    if not answer:
-        return None
-    name = dns_name(answer)
-    for region in ctx.config.regions:
-        domain = regional_domain(ctx, region)
-        if domain and dns_name(domain[0]) == name:
-            return region
-    match = _EXECUTE_API_RE.search(name)
-    return match.group(1) if match and match.group(1) in ctx.config.regions else None
+    def status(self, aws: Reader, region: str) -> RoutingStatus:
+        config = aws.config
+        snapshot = self._read(aws, for_down=True)
+        mode, name = config.routing.mode, names.record_name(config)
+        if snapshot.zone_id is None:
+            return RoutingStatus(mode, name, None)
+        record = None
+        if snapshot.instance is not None:
+            i = snapshot.instance
+            record = {"id": i["Id"], "state": i["State"], "policy": names.policy_name(config),
+                      "version": i["TrafficPolicyVersion"], "ttl": i["TTL"]}
+        latency = tuple(sorted(r["SetIdentifier"] for r in snapshot.latency))
+        answers: dict[str, dict[str, Any]] = {}
+        if record or latency:
+            for client_region in config.regions:
+                answer, served_by = lookup.dns_answer(aws, client_region, zone_id=snapshot.zone_id)
+                answers[client_region] = {"answer": answer, "served_by": served_by}
+        return RoutingStatus(mode, name, snapshot.zone_id, record, latency, answers)
 
 
-def dns_answer(ctx: Context, client_region: str, ip: str | None = None) -> tuple[str | None, str | None]:
-    """What the global name answers for a client in `client_region` (TestDNSAnswer with an EDNS0 client
-    subnet there, or at `ip`), and which configured region that answer is."""
-    zone = hosted_zone_id(ctx)
-    record_type = POLICY_TYPE if ctx.config.routing.mode == "traffic-policy" else ALIAS_TYPE
-    answer = route53(ctx).test_dns_answer(
-        HostedZoneId=short_id(zone), RecordName=dns_name(ctx.config.domain.name), RecordType=record_type,
-        EDNS0ClientSubnetIP=ip or client_ip(client_region), EDNS0ClientSubnetMask="24")
-    data = [d for d in answer.get("RecordData", []) if d]
-    if not data:
-        return None, None
-    first = dns_name(data[0])
-    if _is_ip(first):
-        # An alias record is answered with the target's addresses: find whose they are.
-        return first, ctx.memo(("routing", "address", first), lambda: region_of_address(ctx, first))
-    return first, serving_region(ctx, first)
-
-
-def region_of_address(ctx: Context, address: str) -> str | None:
-    """The configured region whose regional domain name resolves to `address` (alias answers on AWS)."""
-    for region in ctx.config.regions:
-        domain = regional_domain(ctx, region)
-        if not domain:
-            continue
+@builtin("routing.prune-versions")
+def prune_versions(ctx: BuiltinContext, region: str, policy_id: str, zone_id: str, keep: int,
+                   keep_recent: int) -> dict[str, Any]:
+    """Delete the policy's old versions that no policy record in the zone uses, all but the newest few."""
+    client = ctx.clients("route53", region)
+    in_use = {keep}
+    kwargs: dict[str, Any] = {"HostedZoneId": zone_id}
+    while True:
+        page = client.list_traffic_policy_instances_by_hosted_zone(**kwargs)
+        in_use |= {i["TrafficPolicyVersion"] for i in page.get("TrafficPolicyInstances", [])
+                   if i["TrafficPolicyId"] == policy_id}
+        if not page.get("IsTruncated"):
+            break
+        kwargs.update(TrafficPolicyInstanceNameMarker=page["TrafficPolicyInstanceNameMarker"],
+                      TrafficPolicyInstanceTypeMarker=page["TrafficPolicyInstanceTypeMarker"])
+    versions: list[int] = []
+    kwargs = {"Id": policy_id}
+    while True:
+        page = client.list_traffic_policy_versions(**kwargs)
+        versions += [int(v["Version"]) for v in page.get("TrafficPolicies", [])]
+        if not page.get("IsTruncated"):
+            break
+        kwargs["TrafficPolicyVersionMarker"] = page["TrafficPolicyVersionMarker"]
+    deleted = 0
+    for version in [v for v in sorted(versions)[:-keep_recent] if v not in in_use]:
         try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(domain[0], 443, proto=socket.IPPROTO_TCP)}
-        except OSError:
-            continue
-        if address in addresses:
-            return region
-    return None
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+            client.delete_traffic_policy(Id=policy_id, Version=version)
+            deleted += 1
+        except ClientError as exc:
+            # Used by a policy record in another zone: it stays.
+            if error_code(exc) not in ("TrafficPolicyInUse", "NoSuchTrafficPolicy"):
+                raise
+    return {"deleted": deleted}

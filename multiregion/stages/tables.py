@@ -6,129 +6,121 @@ that already holds a table of that name, so creating it everywhere (as the origi
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from multiregion.aws import absent_as_none
-from multiregion.engine import TAG_STACK, Change, Conflict, Stage
+from multiregion.engine import TAG_STACK, Conflict, Env, Inputs, NodePlan, Reader, Stage
+from multiregion.lookups.tables import describe_table, holds_items, replica_statuses, table_tags, wait_active
+from multiregion.plan import GONE, Call, Wait
 
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+ACTIVE = "ACTIVE"
 
 
-def describe_table(ctx: Any, region: str) -> dict[str, Any] | None:
-    answer = absent_as_none(lambda: ctx.clients("dynamodb", region).describe_table(TableName=ctx.config.table.name),
-                            "ResourceNotFoundException")
-    return answer["Table"] if answer else None
+@dataclass(frozen=True)
+class TableSnapshot:
+    table: dict[str, Any] | None
+    tags: dict[str, str] = field(default_factory=dict)
+    holds_items: bool = False  # read for `down` only
 
 
-def table_tags(ctx: Any, region: str, arn: str) -> dict[str, str]:
-    tags = ctx.clients("dynamodb", region).list_tags_of_resource(ResourceArn=arn).get("Tags", [])
-    return {t["Key"]: t["Value"] for t in tags}
+@dataclass(frozen=True)
+class TableStatus:
+    name: str
+    status: str | None
+    version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": asdict(self) if self.status else None}
 
 
-def holds_items(ctx: Any, region: str) -> bool:
-    page = ctx.clients("dynamodb", region).scan(TableName=ctx.config.table.name, Limit=1, Select="COUNT")
-    return bool(page.get("Count")) or "LastEvaluatedKey" in page
-
-
-class TablesStage(Stage):
+class TablesStage(Stage[TableSnapshot]):
     name = "tables"
     help = "The table in the primary region: key schema, on-demand billing, stream, ownership tags."
     scope = "primary"
 
-    @property
-    def table(self) -> str:
-        return self.config.table.name
+    def read(self, aws: Reader, region: str) -> TableSnapshot:
+        table = describe_table(aws, region)
+        tags = table_tags(aws, region, table["TableArn"]) if table else {}
+        return TableSnapshot(table, tags)
 
-    def plan(self, region: str) -> list[Change]:
-        table = describe_table(self.ctx, region)
+    def read_down(self, aws: Reader, region: str) -> TableSnapshot:
+        snapshot = self.read(aws, region)
+        if snapshot.table is None:
+            return snapshot
+        return TableSnapshot(snapshot.table, snapshot.tags, holds_items(aws, region))
+
+    def diff(self, env: Env, region: str, snapshot: TableSnapshot, inputs: Inputs) -> NodePlan:
+        config, table = env.config, snapshot.table
+        name = config.table.name
+        resource = f"table {name}"
         if table is None:
-            return [self.change(region, "create", f"table {self.table}",
-                                f"hash key {self.config.table.hash_key}, PAY_PER_REQUEST, stream "
-                                "NEW_AND_OLD_IMAGES", lambda: self._create(region))]
-        self._check_owned(region, table)
+            create = Call("dynamodb", region, "create_table", {
+                "TableName": name,
+                "AttributeDefinitions": [{"AttributeName": config.table.hash_key, "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": config.table.hash_key, "KeyType": "HASH"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "StreamSpecification": STREAM,
+                "Tags": [{"Key": k, "Value": v} for k, v in env.tags(region).items()],
+            })
+            return NodePlan(changes=(self.change(
+                region, "create", resource,
+                f"hash key {config.table.hash_key}, PAY_PER_REQUEST, stream NEW_AND_OLD_IMAGES",
+                create, wait_active(env, region)),))
+        self._check_owned(env, region, snapshot)
         changes = []
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         if billing != "PAY_PER_REQUEST":
-            changes.append(self.change(region, "update", f"table {self.table}",
-                                       f"billing {billing} -> PAY_PER_REQUEST",
-                                       lambda: self._update(region, BillingMode="PAY_PER_REQUEST")))
+            changes.append(self.change(region, "update", resource, f"billing {billing} -> PAY_PER_REQUEST",
+                                       Call("dynamodb", region, "update_table",
+                                            {"TableName": name, "BillingMode": "PAY_PER_REQUEST"}),
+                                       wait_active(env, region)))
         stream = table.get("StreamSpecification") or {}
         if not stream.get("StreamEnabled"):
-            changes.append(self.change(region, "update", f"table {self.table}",
-                                       "stream off -> NEW_AND_OLD_IMAGES",
-                                       lambda: self._update(region, StreamSpecification=STREAM)))
+            changes.append(self.change(region, "update", resource, "stream off -> NEW_AND_OLD_IMAGES",
+                                       Call("dynamodb", region, "update_table",
+                                            {"TableName": name, "StreamSpecification": STREAM}),
+                                       wait_active(env, region)))
         elif stream.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
-            raise Conflict(self.name, region, f"table {self.table}",
+            raise Conflict(self.name, region, resource,
                            f"its stream is {stream.get('StreamViewType')}, global tables need NEW_AND_OLD_IMAGES",
                            "a stream's view type cannot be changed in place; disable the stream first")
-        return changes
+        waits = () if changes or table.get("TableStatus") == ACTIVE else (wait_active(env, region),)
+        return NodePlan(changes=tuple(changes), waits=waits)
 
-    def _check_owned(self, region: str, table: dict[str, Any]) -> None:
-        keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
-        wanted = {self.config.table.hash_key: "HASH"}
+    def _check_owned(self, env: Env, region: str, snapshot: TableSnapshot) -> None:
+        table = snapshot.table or {}
+        resource = f"table {env.config.table.name}"
+        keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
+        wanted = {env.config.table.hash_key: "HASH"}
         if keys != wanted:
-            raise Conflict(self.name, region, f"table {self.table}",
+            raise Conflict(self.name, region, resource,
                            f"exists with key schema {keys}, the config asks for {wanted}",
                            "the table is left untouched; choose another table.name or fix table.hash_key")
-        tags = table_tags(self.ctx, region, table["TableArn"])
-        if tags.get(TAG_STACK) != self.config.service:
-            raise Conflict(self.name, region, f"table {self.table}",
-                           f"exists but is not tagged {TAG_STACK}={self.config.service}",
+        if snapshot.tags.get(TAG_STACK) != env.config.service:
+            raise Conflict(self.name, region, resource,
+                           f"exists but is not tagged {TAG_STACK}={env.config.service}",
                            "it is left untouched; to adopt it, add that tag to the table")
 
-    def _create(self, region: str) -> None:
-        self.ctx.clients("dynamodb", region).create_table(
-            TableName=self.table,
-            AttributeDefinitions=[{"AttributeName": self.config.table.hash_key, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": self.config.table.hash_key, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification=STREAM,
-            Tags=[{"Key": k, "Value": v} for k, v in self.ctx.tags(region).items()],
-        )
-
-    def _update(self, region: str, **kwargs: Any) -> None:
-        self.ctx.clients("dynamodb", region).update_table(TableName=self.table, **kwargs)
-
-    def settle(self, region: str) -> None:
-        def active() -> tuple[bool, str]:
-            table = describe_table(self.ctx, region)
-            status = table["TableStatus"] if table else "MISSING"
-            return status == "ACTIVE", status
-
-        self.ctx.wait_until(f"table {self.table} ACTIVE", region, active)
-
-    def destroy(self, region: str) -> list[Change]:
-        table = describe_table(self.ctx, region)
+    def destroy(self, env: Env, region: str, snapshot: TableSnapshot) -> NodePlan:
+        table, name = snapshot.table, env.config.table.name
         if table is None:
-            return []
-        tags = table_tags(self.ctx, region, table["TableArn"])
-        if tags.get(TAG_STACK) != self.config.service:
-            self.ctx.reporter.warn(f"[{region}] table {self.table} is not this stack's; left alone")
-            return []
-        others = [r["RegionName"] for r in table.get("Replicas", []) if r["RegionName"] != region]
+            return NodePlan()
+        if snapshot.tags.get(TAG_STACK) != env.config.service:
+            return NodePlan(warnings=(f"[{region}] table {name} is not this stack's; left alone",))
+        others = [r for r in replica_statuses(table) if r != region]
         if others:
-            self.ctx.reporter.warn(f"[{region}] table {self.table} still has replicas in "
-                                   f"{', '.join(others)}; it is kept")
-            return []
-        if holds_items(self.ctx, region) and not self.ctx.delete_data:
-            self.ctx.reporter.warn(f"[{region}] table {self.table} holds items; it is kept "
-                                   "(pass --delete-data to delete it)")
-            return []
-        return [self.change(region, "delete", f"table {self.table}", "down",
-                            lambda: self._delete(region))]
+            return NodePlan(warnings=(f"[{region}] table {name} still has replicas in {', '.join(others)}; "
+                                      "it is kept",))
+        if snapshot.holds_items and not env.delete_data:
+            return NodePlan(warnings=(f"[{region}] table {name} holds items; it is kept "
+                                      "(pass --delete-data to delete it)",))
+        gone = Wait(f"table {name} deleted", "dynamodb", region, "describe_table", {"TableName": name},
+                    "Table.TableStatus", (GONE,), gone=("ResourceNotFoundException",))
+        delete = Call("dynamodb", region, "delete_table", {"TableName": name}, done_if=("ResourceNotFoundException",))
+        return NodePlan(changes=(self.change(region, "delete", f"table {name}", "down", delete, gone),))
 
-    def _delete(self, region: str) -> None:
-        self.ctx.clients("dynamodb", region).delete_table(TableName=self.table)
-
-        def gone() -> tuple[bool, str]:
-            table = describe_table(self.ctx, region)
-            return table is None, table["TableStatus"] if table else "deleted"
-
-        self.ctx.wait_until(f"table {self.table} deleted", region, gone)
-
-    def status(self, region: str) -> dict[str, Any]:
-        table = describe_table(self.ctx, region)
-        if table is None:
-            return {"table": None}
-        return {"table": {"name": self.table, "status": table["TableStatus"],
-                          "version": table.get("GlobalTableVersion")}}
+    def status(self, aws: Reader, region: str) -> TableStatus:
+        table = describe_table(aws, region)
+        return TableStatus(aws.config.table.name, table.get("TableStatus") if table else None,
+                           table.get("GlobalTableVersion") if table else None)

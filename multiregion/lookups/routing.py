@@ -1,0 +1,153 @@
+"""The global name's routing: the stack's traffic policy and policy records, and Route 53's answers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+from typing import Any
+
+from multiregion.aws import absent_as_none, error_code
+from multiregion.config import Config
+from multiregion.engine import Reader
+from multiregion.lookups import apis, zones
+from multiregion.names import ROUTE53_REGION, dns_name, policy_name, record_name, short_zone_id
+from multiregion.regions import REGIONS, client_ip
+
+POLICY_TYPE = "CNAME"  # there is no API Gateway endpoint type in traffic policies: a value endpoint
+ALIAS_TYPE = "A"
+_EXECUTE_API_RE = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
+
+
+def route53(aws: Reader) -> Any:
+    return aws.client("route53", ROUTE53_REGION)
+
+
+def find_policy(aws: Reader) -> dict[str, Any] | None:
+    """The stack's traffic policy summary (found by its name), or None."""
+    name = policy_name(aws.config)
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = route53(aws).list_traffic_policies(**kwargs)
+        for summary in page.get("TrafficPolicySummaries", []):
+            if summary["Name"] == name:
+                return dict(summary)
+        if not page.get("IsTruncated"):
+            return None
+        kwargs = {"TrafficPolicyIdMarker": page["TrafficPolicyIdMarker"]}
+
+
+def policy_document(aws: Reader, policy_id: str, version: int) -> dict[str, Any]:
+    found = route53(aws).get_traffic_policy(Id=policy_id, Version=version)
+    return dict(json.loads(found["TrafficPolicy"]["Document"]))
+
+
+def policy_versions(aws: Reader, policy_id: str) -> list[int]:
+    versions: list[int] = []
+    kwargs: dict[str, Any] = {"Id": policy_id}
+    while True:
+        page = route53(aws).list_traffic_policy_versions(**kwargs)
+        versions += [int(v["Version"]) for v in page.get("TrafficPolicies", [])]
+        if not page.get("IsTruncated"):
+            return versions
+        kwargs["TrafficPolicyVersionMarker"] = page["TrafficPolicyVersionMarker"]
+
+
+def zone_instances(aws: Reader, zone_id: str) -> list[dict[str, Any]]:
+    instances: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"HostedZoneId": short_zone_id(zone_id)}
+    while True:
+        try:
+            page = route53(aws).list_traffic_policy_instances_by_hosted_zone(**kwargs)
+        except Exception as exc:
+            # Route 53 answers a zone without any policy record with this error, not an empty list.
+            if error_code(exc) == "NoSuchTrafficPolicyInstance":
+                return instances
+            raise
+        instances += page.get("TrafficPolicyInstances", [])
+        if not page.get("IsTruncated"):
+            return instances
+        kwargs.update(TrafficPolicyInstanceNameMarker=page["TrafficPolicyInstanceNameMarker"],
+                      TrafficPolicyInstanceTypeMarker=page["TrafficPolicyInstanceTypeMarker"])
+
+
+def get_instance(aws: Reader, instance_id: str) -> dict[str, Any] | None:
+    client = route53(aws)
+    answer = absent_as_none(lambda: client.get_traffic_policy_instance(Id=instance_id), "NoSuchTrafficPolicyInstance")
+    return dict(answer["TrafficPolicyInstance"]) if answer else None
+
+
+def is_latency_record(record: dict[str, Any]) -> bool:
+    """One of our per-region latency records (SetIdentifier = Region = a region code), not a policy's."""
+    sid = record.get("SetIdentifier")
+    return sid in REGIONS and record.get("Region") == sid and not record.get("TrafficPolicyInstanceId")
+
+
+def document_checks(document: dict[str, Any]) -> set[str]:
+    """The health check ids a policy document references, in any rule."""
+    return {entry["HealthCheck"] for rule in document.get("Rules", {}).values()
+            for entry in rule.get("Regions", []) if entry.get("HealthCheck")}
+
+
+# ------------------------------------------------------------------------------------------ DNS answers
+
+
+def serving_region(aws: Reader, answer: str | None) -> str | None:
+    """The configured region whose regional domain name `answer` is (or whose API host it names)."""
+    if not answer:
+        return None
+    name = dns_name(answer)
+    for region in aws.config.regions:
+        domain = apis.regional_domain(aws, region)
+        if domain and dns_name(domain[0]) == name:
+            return region
+    match = _EXECUTE_API_RE.search(name)
+    return match.group(1) if match and match.group(1) in aws.config.regions else None
+
+
+def dns_answer(aws: Reader, client_region: str, ip: str | None = None,
+               zone_id: str | None = None) -> tuple[str | None, str | None]:
+    """What the global name answers for a client in `client_region` (TestDNSAnswer with an EDNS0 client
+    subnet there, or at `ip`), and which configured region that answer is."""
+    config: Config = aws.config
+    if zone_id is None:
+        zone = zones.find_hosted_zone(aws)
+        if zone is None:
+            return None, None
+        zone_id = str(zone["Id"])
+    record_type = POLICY_TYPE if config.routing.mode == "traffic-policy" else ALIAS_TYPE
+    answer = route53(aws).test_dns_answer(
+        HostedZoneId=short_zone_id(zone_id), RecordName=record_name(config), RecordType=record_type,
+        EDNS0ClientSubnetIP=ip or client_ip(client_region), EDNS0ClientSubnetMask="24")
+    data = [d for d in answer.get("RecordData", []) if d]
+    if not data:
+        return None, None
+    first = dns_name(data[0])
+    if _is_ip(first):
+        # An alias record is answered with the target's addresses: find whose they are.
+        return first, region_of_address(aws, first)
+    return first, serving_region(aws, first)
+
+
+def region_of_address(aws: Reader, address: str) -> str | None:
+    """The configured region whose regional domain name resolves to `address` (alias answers on AWS)."""
+    for region in aws.config.regions:
+        domain = apis.regional_domain(aws, region)
+        if not domain:
+            continue
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(domain[0], 443, proto=socket.IPPROTO_TCP)}
+        except OSError:
+            continue
+        if address in addresses:
+            return region
+    return None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
