@@ -214,6 +214,8 @@ def test_a_lone_surrogate_is_named_in_the_refusal(table: Any) -> None:
     error = body(post('{"id": "ok", "name": "a\\ud800"}'))
     assert error["message"] == ("item.name: character 1 is a lone UTF-16 surrogate (\\ud800), not Unicode "
                                 "text; DynamoDB stores UTF-8")
+    assert body(post('{"id": "ok", "m": {"a\\udc00": 1}}'))["message"].startswith(
+        'item.m: attribute name "a\\udc00": character 1 is a lone UTF-16 surrogate')
     assert body(get("\ud800"))["error"] == "InvalidId"
 
 

@@ -407,7 +407,7 @@ def storable(value: Any, where: str = "item", depth: int = 0) -> Any:
         if "" in value:
             raise BadRequest(400, "InvalidItem", f"{where}: attribute names must not be empty")
         for key in value:
-            check_text(key, f"{where}: attribute name {key.encode('utf-8', 'backslashreplace').decode()!r}")
+            check_text(key, f"{where}: attribute name \"{key.encode('utf-8', 'backslashreplace').decode()}\"")
         return {key: storable(inner, f"{where}.{key}", depth + 1) for key, inner in value.items()}
     if isinstance(value, list):
         return [storable(inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(value)]
