@@ -12,6 +12,7 @@ else:  # at the root of the deployed zip
 RESOURCE, METHOD = "/item/{id}", "GET"
 
 
+@common.api_handler
 def handler(event: common.Event, context: Any = None) -> common.Response:
     return common.serve(event, RESOURCE, METHOD, get)
 
