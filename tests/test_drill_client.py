@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -141,7 +141,7 @@ def test_without_an_acknowledged_write_the_client_writes_instead_of_reading() ->
 def test_every_request_is_recorded_with_ids_tokens_and_dns_failures() -> None:
     clock = Clock()
     api = FakeApi(clock)
-    answers = iter([ENDPOINT, RuntimeError("SERVFAIL")])
+    answers: Iterator[Answer | Exception] = iter([ENDPOINT, RuntimeError("SERVFAIL")])
 
     def resolve() -> Answer:
         answer = next(answers, ENDPOINT)
@@ -192,7 +192,8 @@ class TimedApi:
     """A thread-safe fake that keeps when each write arrived (real clock)."""
 
     def __init__(self, region: str):
-        self.region, self.lock, self.arrivals = region, threading.Lock(), []
+        self.region, self.lock = region, threading.Lock()
+        self.arrivals: list[tuple[float, Any]] = []
 
     def send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None) -> Response:
         with self.lock:
@@ -200,9 +201,13 @@ class TimedApi:
         return Response(201, {}, {**(body or {}), "region": self.region}, 1.0)
 
 
+def fixed(answer: Answer) -> Callable[[], Answer]:
+    return lambda: answer
+
+
 def test_conflicting_writes_reach_both_regions_together_for_every_id_and_round() -> None:
     apis = {"eu-west-1": TimedApi("eu-west-1"), "us-east-1": TimedApi("us-east-1")}
-    clients = [SyntheticClient(f"c-{r}", r, CachingResolver(lambda r=r: Answer(f"d-{r}", r, 60.0)), apis[r], 1.0,
+    clients = [SyntheticClient(f"c-{r}", r, CachingResolver(fixed(Answer(f"d-{r}", r, 60.0))), apis[r], 1.0,
                                ids=Ids("drill-x")) for r in apis]
     writer = ConflictWriter(clients, ["drill-x-conflict-1", "drill-x-conflict-2"], rounds=3, interval=0.01)
 

@@ -84,7 +84,7 @@ def drill_report(budgets: Budgets) -> DrillReport:
     events = [Event(5.0, "inject"), Event(6.0, "detected"), Event(7.0, "rerouted"), Event(10.0, "restore"),
               Event(10.5, "restored")]
     lookups = [Resolution(0.0, "eu", "d-eu", "eu-west-1", False)]
-    final = {"eu-west-1": {r.item_id: r.token for r in requests if r.ok}}
+    final = {"eu-west-1": {r.item_id or "": r.token for r in requests if r.ok}}
     return build_report(stack="items", regions=["eu-west-1", "us-east-1"], fault="health check 404 in eu-west-1",
                         requests=requests, resolutions=lookups, events=events, budgets=budgets, steps=STEPS[:2],
                         client_regions={"eu": "eu-west-1"}, failed_region="eu-west-1",

@@ -133,7 +133,7 @@ def test_summary_gives_the_ttl_effect_from_the_dns_move_to_the_first_request_the
     assert m.dns.seconds == pytest.approx(3.0) and m.dns.source == "watcher"
     assert m.ttl_effect == pytest.approx(3.0)  # Route 53 moved at 13, the client went there at 16
     assert m.rto.seconds == pytest.approx(6.0)  # 10 -> 16
-    assert m.rto.seconds >= m.dns.seconds
+    assert m.rto.seconds is not None and m.dns.seconds is not None and m.rto.seconds >= m.dns.seconds
 
 
 # ------------------------------------------------------------------------------------------ latency

@@ -134,5 +134,5 @@ def test_client_rto_is_at_least_the_dns_rto_because_the_client_waits_out_its_ttl
     assert dns.seconds == pytest.approx(1.5)  # the watcher's first look after the move, at t=5.5
     assert dns.source == "watcher"
     assert rto.seconds == pytest.approx(6.0)  # first failure t=4, recovered t=10
-    assert rto.seconds >= dns.seconds
+    assert rto.seconds is not None and dns.seconds is not None and rto.seconds >= dns.seconds
     assert ttl_effect(requests, dns) == pytest.approx(4.5)  # t=5.5 -> t=10

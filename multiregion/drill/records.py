@@ -7,6 +7,7 @@ functions of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -86,7 +87,7 @@ class TimelineStep(NamedTuple):
     detail: str = ""
 
 
-def first_event(events: list[Event] | tuple[Event, ...], name: str) -> Event | None:
+def first_event(events: Sequence[Event], name: str) -> Event | None:
     """The earliest event of that name (a drill has one of each; a repeated marker counts from the first)."""
     matching = [e for e in events if e.name == name]
     return min(matching, key=lambda e: e.t) if matching else None
