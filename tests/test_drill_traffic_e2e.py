@@ -33,7 +33,8 @@ from multiregion.drill.traffic import (
     SyntheticClient,
     Traffic,
 )
-from multiregion.drill.transport import CONNECT_TO_HEADER, HttpsTransport, SandboxTransport
+from multiregion.drill.transport import CLIENT_IP_HEADER, CONNECT_TO_HEADER, HttpsTransport, SandboxTransport
+from multiregion.regions import client_ip
 
 GLOBAL_NAME = "api.drill.example.com"
 ENDPOINTS = {"eu-west-1": "d-eu1.execute-api.eu-west-1.amazonaws.com",
@@ -48,12 +49,12 @@ class TwoRegions:
         self.lock = threading.Lock()
         self.tables: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in ENDPOINTS}
         self.failing: set[str] = set()
-        self.hosts: set[str] = set()
+        self.hosts: set[tuple[str, str]] = set()
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any], str | None]:
         region = REGION_OF.get(headers.get(CONNECT_TO_HEADER, ""))
         with self.lock:
-            self.hosts.add(headers.get("Host", ""))
+            self.hosts.add((headers.get("Host", ""), headers.get(CLIENT_IP_HEADER, "")))
             if region is None:
                 return 404, {"message": "unknown endpoint"}, None
             if region in self.failing:
@@ -123,10 +124,11 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_traffic_of_two_regions_through_a_failure_of_one(regions: tuple[TwoRegions, str]) -> None:
     app, url = regions
-    transport = SandboxTransport(url, GLOBAL_NAME, timeout=2.0)
     dns = {"eu": Route53("eu-west-1", ttl=0.3), "us": Route53("us-east-1", ttl=0.3)}
     ids = Ids("drill-e2e")
-    clients = [SyntheticClient(name, dns[name].region, CachingResolver(dns[name]), transport, rate=40.0, ids=ids)
+    clients = [SyntheticClient(name, dns[name].region, CachingResolver(dns[name]),
+                               SandboxTransport(url, GLOBAL_NAME, timeout=2.0, client_ip=client_ip(dns[name].region)),
+                               rate=40.0, ids=ids)
                for name in ("eu", "us")]
     conflict_ids = ids.conflict_ids(2)
     writer = ConflictWriter(clients, conflict_ids, rounds=2, interval=0.05)
@@ -176,7 +178,8 @@ def test_traffic_of_two_regions_through_a_failure_of_one(regions: tuple[TwoRegio
     assert report.rpo_final is not None and report.rpo_final.lost == 0
     assert report.conflicts is not None and report.conflicts.converged and report.conflicts.ids == 2
     assert [b.ok for b in report.budgets] == [False]  # eu's failures break a 100% availability budget
-    assert app.hosts == {GLOBAL_NAME}  # every request named the global name, whatever endpoint it went to
+    # Every request named the global name, whatever endpoint it went to, and its client's location.
+    assert app.hosts == {(GLOBAL_NAME, client_ip("eu-west-1")), (GLOBAL_NAME, client_ip("us-east-1"))}
     kinds = {r.kind for r in requests}
     assert kinds == {"write", "read", "conflict"}
     assert all(r.item_id and r.item_id.startswith("drill-e2e-") for r in requests)

@@ -29,6 +29,7 @@ from typing import Any
 from multiregion.drill.traffic import Response
 
 CONNECT_TO_HEADER = "X-Multiregion-Connect-To"
+CLIENT_IP_HEADER = "X-Multiregion-Client-IP"
 USER_AGENT = "multiregion-drill"
 DEFAULT_TIMEOUT = 5.0
 _NO_ANSWER = (OSError, http.client.HTTPException, ssl.SSLError, ValueError)
@@ -63,18 +64,25 @@ def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: di
 
 
 class SandboxTransport:
-    """HTTP to the sandbox at `sandbox_url`, as a client that resolved the global name `host` to `endpoint`."""
+    """HTTP to the sandbox at `sandbox_url`, as a client that resolved the global name `host` to `endpoint`.
 
-    def __init__(self, sandbox_url: str, host: str, timeout: float = DEFAULT_TIMEOUT):
+    `client_ip` (an address in the client's region, `multiregion.regions.client_ip`) is sent as well, so
+    a sandbox that routes the global name by its own DNS answer, without honouring the Connect-To header,
+    still serves the request from the client's location (then without the client's cached answer)."""
+
+    def __init__(self, sandbox_url: str, host: str, timeout: float = DEFAULT_TIMEOUT, *, client_ip: str | None = None):
         parsed = urllib.parse.urlsplit(sandbox_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"the sandbox URL must be http://host:port, not {sandbox_url!r}")
         self.address, self.port = parsed.hostname, parsed.port or 80
-        self.host, self.timeout = host, timeout
+        self.host, self.timeout, self.client_ip = host, timeout, client_ip
 
     def send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None) -> Response:
         conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
-        return _exchange(conn, method, path, body, {"Host": self.host, CONNECT_TO_HEADER: endpoint})
+        headers = {"Host": self.host, CONNECT_TO_HEADER: endpoint}
+        if self.client_ip:
+            headers[CLIENT_IP_HEADER] = self.client_ip
+        return _exchange(conn, method, path, body, headers)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
