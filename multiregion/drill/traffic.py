@@ -328,6 +328,7 @@ class SyntheticClient(_Worker):
                               "DNS: no answer for the global name")
         else:
             response = self._transport_send(answer.endpoint, method, path, body)
+            # On the drill's clock, not the transport's own figure: `done` must compare with every other record.
             latency_ms = (self.clock() - sent) * 1000.0
             served = self.routes.served_region(response) if response.status else None
             request = Request(sent, self.name, kind, answer.region, served, response.status, latency_ms, item_id,
