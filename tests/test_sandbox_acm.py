@@ -159,6 +159,56 @@ def test_certificate_in_use_by_a_domain_cannot_be_deleted(sandbox: Sandbox, aws:
     aws("acm", "eu-west-1").delete_certificate(CertificateArn=arn)
 
 
+def test_an_issued_certificate_reads_as_acm_issues_it_and_names_its_users(sandbox: Sandbox, aws: Any) -> None:
+    arn = issued(aws, "eu-west-1")
+    cert = describe(aws, "eu-west-1", arn)
+    assert cert["SignatureAlgorithm"] == "SHA256WITHRSA"  # moto signs SHA512
+    not_before, not_after = cert["NotBefore"].timestamp(), cert["NotAfter"].timestamp()
+    # 395 days (ACM: "13 months"), from midnight UTC of the day of issue to the last second of the last day.
+    assert not_before % 86_400 == 0 and not_before <= cert["IssuedAt"].timestamp() < not_before + 86_400
+    assert not_after - not_before == 396 * 86_400 - 1
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([], "INELIGIBLE")
+
+    apigw = aws("apigateway", "eu-west-1")
+    apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=arn,
+                             endpointConfiguration={"types": ["REGIONAL"]})
+    domain_arn = f"arn:aws:apigateway:eu-west-1::/domainnames/{DOMAIN}"
+    assert apigw.get_domain_name(domainName=DOMAIN)["domainNameArn"] == domain_arn
+    cert = describe(aws, "eu-west-1", arn)
+    # In use: listed by the domain's ARN, and renewed by ACM (a certificate in use is eligible).
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([domain_arn], "ELIGIBLE")
+    summary = aws("acm", "eu-west-1").list_certificates()["CertificateSummaryList"][0]
+    assert (summary["InUse"], summary["RenewalEligibility"]) == (True, "ELIGIBLE")
+    assert summary["SubjectAlternativeNameSummaries"] == [DOMAIN]
+    assert (summary["NotBefore"], summary["NotAfter"]) == (cert["NotBefore"], cert["NotAfter"])
+
+    apigw.delete_domain_name(domainName=DOMAIN)
+    cert = describe(aws, "eu-west-1", arn)
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([], "INELIGIBLE")
+
+
+def test_list_certificates_pages_with_max_items(sandbox: Sandbox, aws: Any) -> None:
+    acm = aws("acm", "eu-west-1")
+    arns = [request(aws, "eu-west-1", domain=f"n{i}.{ZONE}") for i in range(4)]
+    seen = [c["CertificateArn"] for page in acm.get_paginator("list_certificates").paginate(PaginationConfig={
+        "PageSize": 1}) for c in page["CertificateSummaryList"]]
+    assert sorted(seen) == sorted(arns)
+    first = acm.list_certificates(MaxItems=1)
+    assert len(first["CertificateSummaryList"]) == 1 and first["NextToken"]
+    everything = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]]
+    assert "NextToken" not in acm.list_certificates()
+    newest_first = [c["CertificateArn"] for c in acm.list_certificates(SortBy="CREATED_AT",
+                                                                       SortOrder="DESCENDING")["CertificateSummaryList"]]
+    assert newest_first == everything[::-1]
+    # The certificate the token names, deleted between two pages: the next page starts after it.
+    acm.delete_certificate(CertificateArn=everything[1])
+    rest = acm.list_certificates(MaxItems=1, NextToken=first["NextToken"])
+    assert [c["CertificateArn"] for c in rest["CertificateSummaryList"]] == [everything[2]]
+    with pytest.raises(ClientError) as err:
+        acm.list_certificates(NextToken="not-a-token")
+    assert err.value.response["Error"]["Code"] == "InvalidArgsException"
+
+
 # ------------------------------------------------------------------------------ API Gateway domain names
 
 

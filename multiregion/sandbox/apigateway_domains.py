@@ -40,6 +40,7 @@ def endpoint_types(domain: dict[str, Any]) -> list[str]:
 
 def aws_form(domain: dict[str, Any], region: str) -> dict[str, Any]:
     """A domain as AWS describes it: the regional or the edge half, with the right hosted zone id."""
+    domain.setdefault("domainNameArn", domain_arn(region, domain.get("domainName", "")))
     if "REGIONAL" in endpoint_types(domain):
         zone_id = REGIONS[region].apigw_zone_id if region in REGIONS else None
         if zone_id:
@@ -50,6 +51,11 @@ def aws_form(domain: dict[str, Any], region: str) -> dict[str, Any]:
         domain.pop("regionalDomainName", None)
         domain.pop("regionalHostedZoneId", None)
     return domain
+
+
+def domain_arn(region: str, name: str) -> str:
+    """A custom domain's ARN as API Gateway writes it (`domainNameArn`): no account, the resource's path."""
+    return f"arn:aws:apigateway:{region}::/domainnames/{name}"
 
 
 class RegionalDomains(Extension):
