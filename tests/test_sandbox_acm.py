@@ -284,3 +284,49 @@ def test_update_domain_name_and_mappings_lifecycle(sandbox: Sandbox, aws: Any) -
     apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=second,
                              endpointConfiguration={"types": ["REGIONAL"]})
     assert apigw.get_base_path_mappings(domainName=DOMAIN)["items"] == []
+
+
+def test_domain_names_and_mappings_page_with_limit_and_position(sandbox: Sandbox, aws: Any) -> None:
+    apigw = aws("apigateway", "eu-west-1")
+    arn = issued(aws, "eu-west-1")
+    names = [f"{n}.{ZONE}" for n in ("c", "a", "b")]
+    for name in names:
+        apigw.create_domain_name(domainName=name, regionalCertificateArn=arn,
+                                 endpointConfiguration={"types": ["REGIONAL"]})
+    first = apigw.get_domain_names(limit=1)
+    assert [d["domainName"] for d in first["items"]] == [f"a.{ZONE}"] and first["position"]
+    listed = [d["domainName"] for p in apigw.get_paginator("get_domain_names").paginate(
+        PaginationConfig={"PageSize": 1}) for d in p["items"]]
+    assert listed == sorted(names)
+    assert "position" not in apigw.get_domain_names()
+
+    api = apigw.create_rest_api(name="mapped", endpointConfiguration={"types": ["REGIONAL"]})["id"]
+    root = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    apigw.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigw.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    for base_path in ("v2", "v1", "v3"):
+        apigw.create_base_path_mapping(domainName=names[0], restApiId=api, stage="prod", basePath=base_path)
+    mappings = [m for p in apigw.get_paginator("get_base_path_mappings").paginate(
+        domainName=names[0], PaginationConfig={"PageSize": 1}) for m in p["items"]]
+    # The members API Gateway writes (moto adds its own domain_name).
+    assert mappings == [{"basePath": f"v{i}", "restApiId": api, "stage": "prod"} for i in (1, 2, 3)]
+    with pytest.raises(ClientError) as err:
+        apigw.get_base_path_mappings(domainName=f"none.{ZONE}")
+    assert err.value.response["Error"]["Code"] == "NotFoundException"
+    with pytest.raises(ClientError) as err:
+        apigw.get_domain_names(limit=501)
+    assert err.value.response["Error"]["Code"] == "BadRequestException"
+
+
+def test_create_deployment_and_rest_api_answer_201_without_nulls(sandbox: Sandbox, aws: Any) -> None:
+    apigw = aws("apigateway", "eu-west-1")
+    created = apigw.create_rest_api(name="bin", binaryMediaTypes=["image/png"])
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert created["binaryMediaTypes"] == ["image/png"] and "description" not in created
+    root = apigw.get_resources(restApiId=created["id"])["items"][0]["id"]
+    apigw.put_method(restApiId=created["id"], resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigw.put_integration(restApiId=created["id"], resourceId=root, httpMethod="GET", type="MOCK")
+    deployment = apigw.create_deployment(restApiId=created["id"], stageName="prod")
+    assert deployment["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert set(deployment) - {"ResponseMetadata"} <= {"id", "description", "createdDate", "apiSummary"}

@@ -54,6 +54,7 @@ _LAMBDA_URI = re.compile(r"^arn:aws[\w-]*:apigateway:[\w-]+:lambda:path/2015-03-
                          r"(?P<arn>arn:aws[\w-]*:lambda:(?P<region>[\w-]+):\d+:function:[^/]+)/invocations$")
 _DEPLOYMENTS = re.compile(r"^/restapis/(?P<api>[^/]+)/deployments/?$")
 _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?#&=,-]+)\}")
+_DEPLOYMENT_MEMBERS = ("id", "description", "createdDate", "apiSummary")
 REGION_HEADER = "x-multiregion-region"
 ERROR_HEADER = "x-multiregion-error"
 
@@ -248,7 +249,8 @@ class ApiDataPlane(Extension):
             data = resp.json()
             apigateway_backends[ACCOUNT_ID][req.region or ""].apis[data["id"]].binaryMediaTypes = list(types)
         data["binaryMediaTypes"] = list(types)
-        return resp.response(json.dumps(data).encode())
+        # moto answers 200 with nulls for what is unset; API Gateway answers 201 and leaves them out.
+        return Response(json.dumps(_without_nulls(data)), status=201, content_type="application/json")
 
     def _create_deployment(self, req: SandboxRequest, api_id: str) -> Response:
         from moto.apigateway.models import apigateway_backends
@@ -257,12 +259,15 @@ class ApiDataPlane(Extension):
         # Forward and snapshot under one lock hold: the snapshot is exactly what this deployment saw.
         with self.sandbox.lock:
             resp = self.forward(req)
-            if resp.status in (200, 201):
-                deployment_id = resp.json().get("id")
-                api = apigateway_backends[ACCOUNT_ID][region].apis.get(api_id)
-                if deployment_id and api is not None:
-                    self.deployments[(region, api_id, deployment_id)] = resource_tree(api)
-        return resp.response()
+            if resp.status not in (200, 201):
+                return resp.response()
+            data = resp.json()
+            api = apigateway_backends[ACCOUNT_ID][region].apis.get(api_id)
+            if data.get("id") and api is not None:
+                self.deployments[(region, api_id, data["id"])] = resource_tree(api)
+        # A Deployment as API Gateway writes it: moto adds the stage's name and nulls for what is unset.
+        deployment = {k: v for k, v in _without_nulls(data).items() if k in _DEPLOYMENT_MEMBERS}
+        return Response(json.dumps(deployment), status=201, content_type="application/json")
 
     # ------------------------------------------------------------------ routing (under sandbox.lock)
 
@@ -471,6 +476,10 @@ class ApiDataPlane(Extension):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def _header_value(name: str, value: Any) -> str:
