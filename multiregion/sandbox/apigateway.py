@@ -25,6 +25,17 @@ Reaching a region's API from a shell, with the sandbox on its default port:
     curl -H 'Host: d-abc123.execute-api.us-east-1.amazonaws.com' -X POST -d '{"id": "1"}' \\
         http://127.0.0.1:4599/item
 
+A client that connects to an address rather than to a name (as a client does on AWS: it resolves the
+global name, connects to the answered address on 443 and sends the global name as SNI and Host) sends its
+request to the sandbox with `Host: <global name>` and `X-Multiregion-Connect-To: <address>`. The request is
+then served by the endpoint that owns the address (`sandbox/addresses.py` maps addresses to regional domain
+names), whatever Route 53 would answer now. The header may name the endpoint itself
+(`d-xxxx.execute-api.{region}.amazonaws.com`, what a CNAME answer gives, or an execute-api host), for a
+client that cached an answer. An address or name nothing in the sandbox owns is a 502: on AWS the
+connection would fail.
+
+    curl -H 'Host: api.example.com' -H 'X-Multiregion-Connect-To: 198.18.7.42' http://127.0.0.1:4599/prod/health
+
 Other extensions (Route 53's global name, health check probes) call `ApiDataPlane.serve` or `.call`.
 """
 
@@ -46,6 +57,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox.addresses import endpoint_at, is_address
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
 from multiregion.sandbox.lambda_runtime import InvokeError, LambdaRuntime
 
@@ -57,6 +69,7 @@ _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?#&=,-]+)\}")
 _DEPLOYMENT_MEMBERS = ("id", "description", "createdDate", "apiSummary")
 REGION_HEADER = "x-multiregion-region"
 ERROR_HEADER = "x-multiregion-error"
+CONNECT_TO_HEADER = "X-Multiregion-Connect-To"
 
 
 # ---------------------------------------------------------------------- the deployed resource tree
@@ -199,6 +212,9 @@ class ApiDataPlane(Extension):
             if match:
                 return self._create_deployment(req, match.group("api"))
             return None
+        connect_to = req.raw.headers.get(CONNECT_TO_HEADER) if req.service is None else None
+        if connect_to:
+            return self._connected(req, connect_to.strip())
         host_match = HOST_RE.match(req.host)
         if host_match is None:
             return None
@@ -221,6 +237,39 @@ class ApiDataPlane(Extension):
         if resolved is None or isinstance(resolved, Response):
             return resolved
         return self._dispatch(req, resolved)
+
+    def endpoint_host(self, target: str) -> str | None:
+        """The execute-api host `target` names: itself when it is one, the endpoint owning it when it is an
+        address the sandbox gave (see sandbox/addresses.py), else None."""
+        target = target.strip().rstrip(".").lower()
+        if HOST_RE.match(target):
+            return target
+        if not is_address(target):
+            return None
+        with self.sandbox.lock:
+            names = self._endpoint_names()
+        return endpoint_at(target, names)
+
+    def _endpoint_names(self) -> list[str]:
+        """Every regional domain name and execute-api host in the sandbox (hold sandbox.lock)."""
+        from moto.apigateway.models import apigateway_backends
+
+        names: list[str] = []
+        for region, backend in list(apigateway_backends[ACCOUNT_ID].items()):
+            names += [d.regional_domain_name for d in backend.domain_names.values() if d.regional_domain_name]
+            names += [f"{api_id}.execute-api.{region}.amazonaws.com" for api_id in backend.apis]
+        return names
+
+    def _connected(self, req: SandboxRequest, connect_to: str) -> Response:
+        """A request whose client connected to `connect_to` (an address or an endpoint's name): served by that
+        endpoint, not by what DNS answers for its Host."""
+        host = self.endpoint_host(connect_to)
+        name = HOST_RE.match(host or "")
+        if host is None or name is None:
+            return gateway_error(502, f"Nothing in the sandbox answers at {connect_to}", "ConnectionFailure",
+                                 None, f"no endpoint at {connect_to}")
+        # As for a request sent to that name: every name under execute-api resolves, API Gateway refuses it.
+        return self.serve(req, host) or forbidden(name.group("region"), f"no API or domain {host}")
 
     def call(self, host: str, method: str = "GET", path: str = "/", headers: dict[str, str] | None = None,
              body: bytes = b"", query: str = "", source_ip: str = "127.0.0.1") -> Response | None:
