@@ -159,6 +159,56 @@ def test_certificate_in_use_by_a_domain_cannot_be_deleted(sandbox: Sandbox, aws:
     aws("acm", "eu-west-1").delete_certificate(CertificateArn=arn)
 
 
+def test_an_issued_certificate_reads_as_acm_issues_it_and_names_its_users(sandbox: Sandbox, aws: Any) -> None:
+    arn = issued(aws, "eu-west-1")
+    cert = describe(aws, "eu-west-1", arn)
+    assert cert["SignatureAlgorithm"] == "SHA256WITHRSA"  # moto signs SHA512
+    not_before, not_after = cert["NotBefore"].timestamp(), cert["NotAfter"].timestamp()
+    # 395 days (ACM: "13 months"), from midnight UTC of the day of issue to the last second of the last day.
+    assert not_before % 86_400 == 0 and not_before <= cert["IssuedAt"].timestamp() < not_before + 86_400
+    assert not_after - not_before == 396 * 86_400 - 1
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([], "INELIGIBLE")
+
+    apigw = aws("apigateway", "eu-west-1")
+    apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=arn,
+                             endpointConfiguration={"types": ["REGIONAL"]})
+    domain_arn = f"arn:aws:apigateway:eu-west-1::/domainnames/{DOMAIN}"
+    assert apigw.get_domain_name(domainName=DOMAIN)["domainNameArn"] == domain_arn
+    cert = describe(aws, "eu-west-1", arn)
+    # In use: listed by the domain's ARN, and renewed by ACM (a certificate in use is eligible).
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([domain_arn], "ELIGIBLE")
+    summary = aws("acm", "eu-west-1").list_certificates()["CertificateSummaryList"][0]
+    assert (summary["InUse"], summary["RenewalEligibility"]) == (True, "ELIGIBLE")
+    assert summary["SubjectAlternativeNameSummaries"] == [DOMAIN]
+    assert (summary["NotBefore"], summary["NotAfter"]) == (cert["NotBefore"], cert["NotAfter"])
+
+    apigw.delete_domain_name(domainName=DOMAIN)
+    cert = describe(aws, "eu-west-1", arn)
+    assert (cert["InUseBy"], cert["RenewalEligibility"]) == ([], "INELIGIBLE")
+
+
+def test_list_certificates_pages_with_max_items(sandbox: Sandbox, aws: Any) -> None:
+    acm = aws("acm", "eu-west-1")
+    arns = [request(aws, "eu-west-1", domain=f"n{i}.{ZONE}") for i in range(4)]
+    seen = [c["CertificateArn"] for page in acm.get_paginator("list_certificates").paginate(PaginationConfig={
+        "PageSize": 1}) for c in page["CertificateSummaryList"]]
+    assert sorted(seen) == sorted(arns)
+    first = acm.list_certificates(MaxItems=1)
+    assert len(first["CertificateSummaryList"]) == 1 and first["NextToken"]
+    everything = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]]
+    assert "NextToken" not in acm.list_certificates()
+    newest_first = [c["CertificateArn"] for c in acm.list_certificates(SortBy="CREATED_AT",
+                                                                       SortOrder="DESCENDING")["CertificateSummaryList"]]
+    assert newest_first == everything[::-1]
+    # The certificate the token names, deleted between two pages: the next page starts after it.
+    acm.delete_certificate(CertificateArn=everything[1])
+    rest = acm.list_certificates(MaxItems=1, NextToken=first["NextToken"])
+    assert [c["CertificateArn"] for c in rest["CertificateSummaryList"]] == [everything[2]]
+    with pytest.raises(ClientError) as err:
+        acm.list_certificates(NextToken="not-a-token")
+    assert err.value.response["Error"]["Code"] == "InvalidArgsException"
+
+
 # ------------------------------------------------------------------------------ API Gateway domain names
 
 
@@ -234,3 +284,49 @@ def test_update_domain_name_and_mappings_lifecycle(sandbox: Sandbox, aws: Any) -
     apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=second,
                              endpointConfiguration={"types": ["REGIONAL"]})
     assert apigw.get_base_path_mappings(domainName=DOMAIN)["items"] == []
+
+
+def test_domain_names_and_mappings_page_with_limit_and_position(sandbox: Sandbox, aws: Any) -> None:
+    apigw = aws("apigateway", "eu-west-1")
+    arn = issued(aws, "eu-west-1")
+    names = [f"{n}.{ZONE}" for n in ("c", "a", "b")]
+    for name in names:
+        apigw.create_domain_name(domainName=name, regionalCertificateArn=arn,
+                                 endpointConfiguration={"types": ["REGIONAL"]})
+    first = apigw.get_domain_names(limit=1)
+    assert [d["domainName"] for d in first["items"]] == [f"a.{ZONE}"] and first["position"]
+    listed = [d["domainName"] for p in apigw.get_paginator("get_domain_names").paginate(
+        PaginationConfig={"PageSize": 1}) for d in p["items"]]
+    assert listed == sorted(names)
+    assert "position" not in apigw.get_domain_names()
+
+    api = apigw.create_rest_api(name="mapped", endpointConfiguration={"types": ["REGIONAL"]})["id"]
+    root = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    apigw.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigw.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    for base_path in ("v2", "v1", "v3"):
+        apigw.create_base_path_mapping(domainName=names[0], restApiId=api, stage="prod", basePath=base_path)
+    mappings = [m for p in apigw.get_paginator("get_base_path_mappings").paginate(
+        domainName=names[0], PaginationConfig={"PageSize": 1}) for m in p["items"]]
+    # The members API Gateway writes (moto adds its own domain_name).
+    assert mappings == [{"basePath": f"v{i}", "restApiId": api, "stage": "prod"} for i in (1, 2, 3)]
+    with pytest.raises(ClientError) as err:
+        apigw.get_base_path_mappings(domainName=f"none.{ZONE}")
+    assert err.value.response["Error"]["Code"] == "NotFoundException"
+    with pytest.raises(ClientError) as err:
+        apigw.get_domain_names(limit=501)
+    assert err.value.response["Error"]["Code"] == "BadRequestException"
+
+
+def test_create_deployment_and_rest_api_answer_201_without_nulls(sandbox: Sandbox, aws: Any) -> None:
+    apigw = aws("apigateway", "eu-west-1")
+    created = apigw.create_rest_api(name="bin", binaryMediaTypes=["image/png"])
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert created["binaryMediaTypes"] == ["image/png"] and "description" not in created
+    root = apigw.get_resources(restApiId=created["id"])["items"][0]["id"]
+    apigw.put_method(restApiId=created["id"], resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigw.put_integration(restApiId=created["id"], resourceId=root, httpMethod="GET", type="MOCK")
+    deployment = apigw.create_deployment(restApiId=created["id"], stageName="prod")
+    assert deployment["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert set(deployment) - {"ResponseMetadata"} <= {"id", "description", "createdDate", "apiSummary"}

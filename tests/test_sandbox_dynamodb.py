@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -139,3 +140,18 @@ def test_paused_replication_holds_writes_until_it_resumes(pair: tuple[Any, Any],
     assert get(us, "late") is None
     sandbox.faults["replication_paused"] = []
     assert wait_for(lambda: get(us, "late"))["v"] == {"S": "second"}
+
+
+def test_update_table_sends_the_creation_time_as_epoch_seconds(aws: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    raw: list[bytes] = []
+    eu.meta.events.register("after-call.dynamodb.UpdateTable", lambda http_response, **_: raw.append(
+        http_response.content))
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    sent = json.loads(raw[0])["TableDescription"]["CreationDateTime"]
+    # A number, as DynamoDB's JSON protocol writes timestamps (the Go SDK refuses a string), and the same
+    # instant DescribeTable reports.
+    assert isinstance(sent, (int, float)) and not isinstance(sent, bool)
+    described = eu.describe_table(TableName="t")["Table"]["CreationDateTime"].timestamp()
+    assert abs(sent - described) < 0.01

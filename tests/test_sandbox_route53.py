@@ -302,6 +302,20 @@ def test_list_health_checks_pages(aws: Any, target: LocalTarget) -> None:
     assert first["IsTruncated"] and first["NextMarker"] == ids[2]
     rest = r53.list_health_checks(MaxItems="2", Marker=first["NextMarker"])
     assert [c["Id"] for c in rest["HealthChecks"]] == ids[2:] and not rest["IsTruncated"]
+    assert "NextMarker" not in rest
+
+
+def test_health_check_pages_resume_past_a_deleted_check(aws: Any, target: LocalTarget) -> None:
+    r53 = aws("route53")
+    ids = [create_check(aws, f"page{i}", local_check(target.port)) for i in range(3)]
+    first = r53.list_health_checks(MaxItems="1")
+    assert first["NextMarker"] == ids[1]
+    deleted = r53.delete_health_check(HealthCheckId=ids[1])  # the check the marker names, gone between pages
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 200
+    rest = r53.list_health_checks(MaxItems="1", Marker=first["NextMarker"])
+    assert [c["Id"] for c in rest["HealthChecks"]] == [ids[2]] and not rest["IsTruncated"]
+    # A marker that never was a check is refused, not read as "from the start".
+    assert error_of(lambda: r53.list_health_checks(Marker="no-such-check")) == ("InvalidInput", 400)
 
 
 def test_invalid_settings_are_refused(aws: Any, target: LocalTarget) -> None:

@@ -222,3 +222,27 @@ def test_the_aws_cli_lists_policies(r53: Any, sandbox: Sandbox, tmp_path: Path) 
                              "--output", "json"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["TrafficPolicySummaries"][0]["Id"] == policy["Id"]
+
+
+def test_policy_pages_end_without_a_marker_and_resume_past_a_deleted_policy(r53: Any) -> None:
+    ids = [create_policy(r53, f"p{i}")["Id"] for i in range(3)]
+    last = r53.list_traffic_policies(MaxItems="3")
+    # The last page names no next page: a client that pages until the marker is empty stops here.
+    assert not last["IsTruncated"] and "TrafficPolicyIdMarker" not in last
+    first = r53.list_traffic_policies(MaxItems="1")
+    assert first["IsTruncated"] and first["TrafficPolicyIdMarker"] == ids[1]
+    r53.delete_traffic_policy(Id=ids[1], Version=1)  # the policy the marker names, gone between two pages
+    rest = r53.list_traffic_policies(MaxItems="1", TrafficPolicyIdMarker=first["TrafficPolicyIdMarker"])
+    assert [s["Id"] for s in rest["TrafficPolicySummaries"]] == [ids[2]] and not rest["IsTruncated"]
+    # A marker Route 53 never gave is refused, not read as "from the start" (which loops a paging client).
+    assert error_of(lambda: r53.list_traffic_policies(TrafficPolicyIdMarker="no-such-policy")) == ("InvalidInput", 400)
+
+
+def test_version_pages_end_without_a_marker(r53: Any) -> None:
+    policy = create_policy(r53)
+    r53.create_traffic_policy_version(Id=policy["Id"], Document=json.dumps(latency_document(HOSTS)))
+    first = r53.list_traffic_policy_versions(Id=policy["Id"], MaxItems="1")
+    assert first["IsTruncated"] and first["TrafficPolicyVersionMarker"] == "2"
+    last = r53.list_traffic_policy_versions(Id=policy["Id"], MaxItems="1", TrafficPolicyVersionMarker="2")
+    assert [v["Version"] for v in last["TrafficPolicies"]] == [2]
+    assert not last["IsTruncated"] and "TrafficPolicyVersionMarker" not in last

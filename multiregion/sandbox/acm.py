@@ -9,10 +9,18 @@ Also as on AWS: the validation record is derived from the account and the domain
 in every region; a repeated `IdempotencyToken` (same region, within an hour) returns the certificate it
 first requested, whatever the tags; `GetCertificate` refuses a certificate that is not issued; and a
 certificate used by an API Gateway custom domain cannot be deleted.
+
+What `DescribeCertificate` and `ListCertificates` report follows ACM, not moto: `InUseBy` (`InUse`) names
+the custom domains that use the certificate; an issued certificate is signed SHA256WITHRSA and valid for
+395 days (moto signs SHA512 for 365 days); it is ELIGIBLE for managed renewal while in use; and
+`ListCertificates` pages with MaxItems and NextToken (moto returns everything at once).
+`GetCertificate` still hands out moto's own PEM, whose signature and validity are moto's.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import json
@@ -31,6 +39,16 @@ _JSON_11 = "application/x-amz-json-1.1"
 PENDING, ISSUED, FAILED = "PENDING_VALIDATION", "ISSUED", "FAILED"
 # Fields AWS only reports once a certificate is issued.
 _ISSUED_ONLY = ("IssuedAt", "NotBefore", "NotAfter", "Serial")
+# "Each certificate is valid for 13 months (395 days)" (ACM User Guide, public certificates). A published
+# DescribeCertificate of an ACM certificate shows NotBefore at midnight UTC of the day of issue and NotAfter at
+# 23:59:59 of the 395th day after it; the sandbox does the same.
+VALIDITY_DAYS = 395
+_DAY = 86_400
+# ACM signs with SHA-256 (its certificates read "sha256WithRSAEncryption"). The ECDSA names are by analogy
+# with the RSA one, not checked against an issued EC certificate.
+SIGNATURE_ALGORITHMS = {"RSA": "SHA256WITHRSA", "EC_prime256v1": "SHA256WITHECDSA",
+                        "EC_secp384r1": "SHA384WITHECDSA", "EC_secp521r1": "SHA512WITHECDSA"}
+MAX_ITEMS = 1000  # ListCertificates' MaxItems, per the API model
 
 
 def validation_record(domain: str, account: str = ACCOUNT_ID) -> dict[str, str]:
@@ -141,24 +159,40 @@ class CertificateValidation(Extension):
     def _list(self, req: SandboxRequest) -> Response:
         body = dict(req.json())
         wanted = body.pop("CertificateStatuses", None)
+        paging = {key: body.pop(key, None) for key in ("MaxItems", "NextToken", "SortBy", "SortOrder")}
         resp = self.forward(_with_body(req, body))  # moto would filter on its own idea of the status
         if resp.status != 200:
             return resp.response()
-        data = resp.json()
         summaries = []
         with self.sandbox.lock:
-            for summary in data.get("CertificateSummaryList", []):
-                request = self.requests.get(summary.get("CertificateArn", ""))
-                if request is not None:
-                    self._settle(request)
-                    summary["Status"] = self._status(request)
-                    if summary["Status"] != ISSUED:
-                        for key in _ISSUED_ONLY:
-                            summary.pop(key, None)
+            for summary in resp.json().get("CertificateSummaryList", []):
+                self._decorate_summary(summary)
                 if not wanted or summary.get("Status") in wanted:
                     summaries.append(summary)
-        data["CertificateSummaryList"] = summaries
-        return json_response(data, content_type=_JSON_11)
+        try:
+            page, token = _page(summaries, paging)
+        except ValueError as exc:
+            return aws_json_error(*exc.args)
+        return json_response({"CertificateSummaryList": page, **({"NextToken": token} if token else {})},
+                             content_type=_JSON_11)
+
+    def _decorate_summary(self, summary: dict[str, Any]) -> None:
+        arn = summary.get("CertificateArn", "")
+        in_use = bool(self._domains_using(_region_of(arn), arn))
+        summary["InUse"] = in_use
+        request = self.requests.get(arn)
+        if request is None:
+            return
+        self._settle(request)
+        status = summary["Status"] = self._status(request)
+        summary["SubjectAlternativeNameSummaries"] = list(request.names)
+        summary["HasAdditionalSubjectAlternativeNames"] = False
+        summary["RenewalEligibility"] = _renewal_eligibility(status, in_use)
+        if status == ISSUED:
+            summary.update(_validity(request.issued_at or time.time()), IssuedAt=request.issued_at)
+        else:
+            for key in _ISSUED_ONLY:
+                summary.pop(key, None)
 
     def _get(self, req: SandboxRequest) -> Response | None:
         arn = req.json().get("CertificateArn", "")
@@ -235,12 +269,22 @@ class CertificateValidation(Extension):
         return False
 
     def _decorate(self, cert: dict[str, Any]) -> None:
-        request = self.requests.get(cert.get("CertificateArn", ""))
+        arn = cert.get("CertificateArn", "")
+        # "A list of ARNs for the AWS resources that are using the certificate". For an API Gateway custom
+        # domain the sandbox lists the domain's own ARN (its domainNameArn). Not checked: no AWS page found says
+        # exactly what ACM lists for a regional custom domain (one user report shows a load balancer that API
+        # Gateway owns), so a stage should not rely on the exact value, only on the list being non-empty.
+        cert["InUseBy"] = self._domains_using(_region_of(arn), arn)
+        request = self.requests.get(arn)
         if request is None:
             return
         self._settle(request)
         status = self._status(request)
         cert["Status"] = status
+        cert["SignatureAlgorithm"] = _signature_algorithm(str(cert.get("KeyAlgorithm", "RSA_2048")))
+        # "A certificate is eligible for renewal if it is associated with another AWS service" (ACM managed
+        # renewal); one nothing uses is not renewed.
+        cert["RenewalEligibility"] = _renewal_eligibility(status, bool(cert["InUseBy"]))
         validation = {ISSUED: "SUCCESS", FAILED: FAILED}.get(status, PENDING)
         # AWS needs a few seconds after the request to publish the record to create.
         published = time.monotonic() - request.requested_at >= self.sandbox.scaled(1.0)
@@ -254,6 +298,7 @@ class CertificateValidation(Extension):
         cert["DomainValidationOptions"] = options
         if status == ISSUED:
             cert["IssuedAt"] = request.issued_at
+            cert.update(_validity(request.issued_at or time.time()))
         else:
             for key in _ISSUED_ONLY:
                 cert.pop(key, None)
@@ -274,11 +319,72 @@ class CertificateValidation(Extension):
 
     @staticmethod
     def _domains_using(region: str, arn: str) -> list[str]:
+        """The ARNs of the API Gateway custom domains using the certificate (hold sandbox.lock)."""
         from moto.apigateway.models import apigateway_backends
 
+        from multiregion.sandbox.apigateway_domains import domain_arn
+
+        if not region:
+            return []
         domains = apigateway_backends[ACCOUNT_ID][region].domain_names.values()
-        return [f"arn:aws:apigateway:{region}::/domainnames/{d.domain_name}" for d in domains
+        return [domain_arn(region, d.domain_name) for d in domains
                 if arn in (d.regional_certificate_arn, d.certificate_arn)]
+
+
+def _region_of(arn: str) -> str:
+    """The region of an ACM ARN (arn:aws:acm:REGION:account:certificate/id)."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 else ""
+
+
+def _signature_algorithm(key_algorithm: str) -> str:
+    return SIGNATURE_ALGORITHMS.get("RSA" if key_algorithm.startswith("RSA") else key_algorithm, "SHA256WITHRSA")
+
+
+def _renewal_eligibility(status: str, in_use: bool) -> str:
+    return "ELIGIBLE" if status == ISSUED and in_use else "INELIGIBLE"
+
+
+def _validity(issued_at: float) -> dict[str, float]:
+    not_before = float(int(issued_at) // _DAY * _DAY)
+    return {"NotBefore": not_before, "NotAfter": not_before + (VALIDITY_DAYS + 1) * _DAY - 1}
+
+
+def _page(summaries: list[dict[str, Any]], paging: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ListCertificates, oldest first (newest first with SortOrder DESCENDING), and the next token.
+
+    The token names the next page's first certificate by its creation time and ARN, so a certificate deleted
+    between two pages never sends the listing back to the start. Raises ValueError(code, message)."""
+    max_items = paging.get("MaxItems")
+    if max_items is not None and (not isinstance(max_items, int) or not 1 <= max_items <= MAX_ITEMS):
+        raise ValueError("ValidationException", f"1 validation error detected: Value '{max_items}' at 'maxItems' "
+                                                f"failed to satisfy constraint: Member must have value between 1 "
+                                                f"and {MAX_ITEMS}")
+    descending = paging.get("SortOrder") == "DESCENDING"
+    ordered = sorted(summaries, key=_sort_key, reverse=descending)
+    if paging.get("NextToken"):
+        start = _token_key(str(paging["NextToken"]))
+        ordered = [s for s in ordered if (_sort_key(s) <= start if descending else _sort_key(s) >= start)]
+    limit = max_items or len(ordered) or 1
+    rest = ordered[limit:]
+    return ordered[:limit], _token(rest[0]) if rest else None
+
+
+def _sort_key(summary: dict[str, Any]) -> tuple[float, str]:
+    return float(summary.get("CreatedAt") or 0), str(summary.get("CertificateArn", ""))
+
+
+def _token(summary: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(_sort_key(summary))).encode()).decode()
+
+
+def _token_key(token: str) -> tuple[float, str]:
+    try:
+        created, arn = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return float(created), str(arn)
+    except (ValueError, TypeError, binascii.Error):
+        # Not checked against AWS: which error ACM gives for a token it never issued.
+        raise ValueError("InvalidArgsException", "The NextToken is not valid") from None
 
 
 def _backend(region: str) -> Any:

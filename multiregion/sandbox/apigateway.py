@@ -25,6 +25,17 @@ Reaching a region's API from a shell, with the sandbox on its default port:
     curl -H 'Host: d-abc123.execute-api.us-east-1.amazonaws.com' -X POST -d '{"id": "1"}' \\
         http://127.0.0.1:4599/item
 
+A client that connects to an address rather than to a name (as a client does on AWS: it resolves the
+global name, connects to the answered address on 443 and sends the global name as SNI and Host) sends its
+request to the sandbox with `Host: <global name>` and `X-Multiregion-Connect-To: <address>`. The request is
+then served by the endpoint that owns the address (`sandbox/addresses.py` maps addresses to regional domain
+names), whatever Route 53 would answer now. The header may name the endpoint itself
+(`d-xxxx.execute-api.{region}.amazonaws.com`, what a CNAME answer gives, or an execute-api host), for a
+client that cached an answer. An address or name nothing in the sandbox owns is a 502: on AWS the
+connection would fail.
+
+    curl -H 'Host: api.example.com' -H 'X-Multiregion-Connect-To: 198.18.7.42' http://127.0.0.1:4599/prod/health
+
 Other extensions (Route 53's global name, health check probes) call `ApiDataPlane.serve` or `.call`.
 """
 
@@ -46,6 +57,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox.addresses import endpoint_at, is_address
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
 from multiregion.sandbox.lambda_runtime import InvokeError, LambdaRuntime
 
@@ -54,8 +66,10 @@ _LAMBDA_URI = re.compile(r"^arn:aws[\w-]*:apigateway:[\w-]+:lambda:path/2015-03-
                          r"(?P<arn>arn:aws[\w-]*:lambda:(?P<region>[\w-]+):\d+:function:[^/]+)/invocations$")
 _DEPLOYMENTS = re.compile(r"^/restapis/(?P<api>[^/]+)/deployments/?$")
 _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.:/?#&=,-]+)\}")
+_DEPLOYMENT_MEMBERS = ("id", "description", "createdDate", "apiSummary")
 REGION_HEADER = "x-multiregion-region"
 ERROR_HEADER = "x-multiregion-error"
+CONNECT_TO_HEADER = "X-Multiregion-Connect-To"
 
 
 # ---------------------------------------------------------------------- the deployed resource tree
@@ -198,6 +212,9 @@ class ApiDataPlane(Extension):
             if match:
                 return self._create_deployment(req, match.group("api"))
             return None
+        connect_to = req.raw.headers.get(CONNECT_TO_HEADER) if req.service is None else None
+        if connect_to:
+            return self._connected(req, connect_to.strip())
         host_match = HOST_RE.match(req.host)
         if host_match is None:
             return None
@@ -220,6 +237,39 @@ class ApiDataPlane(Extension):
         if resolved is None or isinstance(resolved, Response):
             return resolved
         return self._dispatch(req, resolved)
+
+    def endpoint_host(self, target: str) -> str | None:
+        """The execute-api host `target` names: itself when it is one, the endpoint owning it when it is an
+        address the sandbox gave (see sandbox/addresses.py), else None."""
+        target = target.strip().rstrip(".").lower()
+        if HOST_RE.match(target):
+            return target
+        if not is_address(target):
+            return None
+        with self.sandbox.lock:
+            names = self._endpoint_names()
+        return endpoint_at(target, names)
+
+    def _endpoint_names(self) -> list[str]:
+        """Every regional domain name and execute-api host in the sandbox (hold sandbox.lock)."""
+        from moto.apigateway.models import apigateway_backends
+
+        names: list[str] = []
+        for region, backend in list(apigateway_backends[ACCOUNT_ID].items()):
+            names += [d.regional_domain_name for d in backend.domain_names.values() if d.regional_domain_name]
+            names += [f"{api_id}.execute-api.{region}.amazonaws.com" for api_id in backend.apis]
+        return names
+
+    def _connected(self, req: SandboxRequest, connect_to: str) -> Response:
+        """A request whose client connected to `connect_to` (an address or an endpoint's name): served by that
+        endpoint, not by what DNS answers for its Host."""
+        host = self.endpoint_host(connect_to)
+        name = HOST_RE.match(host or "")
+        if host is None or name is None:
+            return gateway_error(502, f"Nothing in the sandbox answers at {connect_to}", "ConnectionFailure",
+                                 None, f"no endpoint at {connect_to}")
+        # As for a request sent to that name: every name under execute-api resolves, API Gateway refuses it.
+        return self.serve(req, host) or forbidden(name.group("region"), f"no API or domain {host}")
 
     def call(self, host: str, method: str = "GET", path: str = "/", headers: dict[str, str] | None = None,
              body: bytes = b"", query: str = "", source_ip: str = "127.0.0.1") -> Response | None:
@@ -248,7 +298,8 @@ class ApiDataPlane(Extension):
             data = resp.json()
             apigateway_backends[ACCOUNT_ID][req.region or ""].apis[data["id"]].binaryMediaTypes = list(types)
         data["binaryMediaTypes"] = list(types)
-        return resp.response(json.dumps(data).encode())
+        # moto answers 200 with nulls for what is unset; API Gateway answers 201 and leaves them out.
+        return Response(json.dumps(_without_nulls(data)), status=201, content_type="application/json")
 
     def _create_deployment(self, req: SandboxRequest, api_id: str) -> Response:
         from moto.apigateway.models import apigateway_backends
@@ -257,12 +308,15 @@ class ApiDataPlane(Extension):
         # Forward and snapshot under one lock hold: the snapshot is exactly what this deployment saw.
         with self.sandbox.lock:
             resp = self.forward(req)
-            if resp.status in (200, 201):
-                deployment_id = resp.json().get("id")
-                api = apigateway_backends[ACCOUNT_ID][region].apis.get(api_id)
-                if deployment_id and api is not None:
-                    self.deployments[(region, api_id, deployment_id)] = resource_tree(api)
-        return resp.response()
+            if resp.status not in (200, 201):
+                return resp.response()
+            data = resp.json()
+            api = apigateway_backends[ACCOUNT_ID][region].apis.get(api_id)
+            if data.get("id") and api is not None:
+                self.deployments[(region, api_id, data["id"])] = resource_tree(api)
+        # A Deployment as API Gateway writes it: moto adds the stage's name and nulls for what is unset.
+        deployment = {k: v for k, v in _without_nulls(data).items() if k in _DEPLOYMENT_MEMBERS}
+        return Response(json.dumps(deployment), status=201, content_type="application/json")
 
     # ------------------------------------------------------------------ routing (under sandbox.lock)
 
@@ -471,6 +525,10 @@ class ApiDataPlane(Extension):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _without_nulls(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def _header_value(name: str, value: Any) -> str:

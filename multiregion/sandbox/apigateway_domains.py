@@ -5,12 +5,15 @@ an alias record in the routing stage point at the wrong place; here a REGIONAL d
 API Gateway zone. Also as on AWS: a REGIONAL domain needs an ISSUED certificate of its own region; a name
 is created once per region (a second create is a ConflictException); `UpdateDomainName` exists; deleting a
 domain deletes its base path mappings; and a domain without mappings lists none (moto fails with a 500).
+`GetDomainNames` and `GetBasePathMappings` page with `limit` and `position` (moto ignores both) and list the
+members API Gateway's model has (moto adds its own `domain_name` to mappings).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from werkzeug.wrappers import Response
 
@@ -21,6 +24,8 @@ from multiregion.sandbox.app import ACCOUNT_ID, Extension, Forwarded, SandboxReq
 _PATCHABLE = {"/regionalCertificateArn": "regional_certificate_arn", "/certificateArn": "certificate_arn",
               "/securityPolicy": "security_policy"}
 _SECURITY_POLICIES = ("TLS_1_0", "TLS_1_2")
+DEFAULT_LIMIT, MAX_LIMIT = 25, 500  # GetDomainNames and GetBasePathMappings: "default 25, maximum 500"
+T = TypeVar("T")
 
 
 def apigateway_error(code: str, message: str, status: int) -> Response:
@@ -40,6 +45,7 @@ def endpoint_types(domain: dict[str, Any]) -> list[str]:
 
 def aws_form(domain: dict[str, Any], region: str) -> dict[str, Any]:
     """A domain as AWS describes it: the regional or the edge half, with the right hosted zone id."""
+    domain.setdefault("domainNameArn", domain_arn(region, domain.get("domainName", "")))
     if "REGIONAL" in endpoint_types(domain):
         zone_id = REGIONS[region].apigw_zone_id if region in REGIONS else None
         if zone_id:
@@ -52,6 +58,35 @@ def aws_form(domain: dict[str, Any], region: str) -> dict[str, Any]:
     return domain
 
 
+def domain_arn(region: str, name: str) -> str:
+    """A custom domain's ARN as API Gateway writes it (`domainNameArn`): no account, the resource's path."""
+    return f"arn:aws:apigateway:{region}::/domainnames/{name}"
+
+
+class PageError(ValueError):
+    pass
+
+
+def page_of(items: list[T], key: Callable[[T], str], limit_arg: str | None,
+            position: str | None) -> tuple[list[T], str | None]:
+    """One page of `items` in the order of `key`, from `position` on, and the position of the next page.
+
+    The position is the key of the next page's first item: an item deleted between two pages then moves the
+    next page to the item after it, never back to the start. (API Gateway's positions are opaque tokens; what
+    it does with one it never gave is not documented, the sandbox reads it as a key.)"""
+    try:
+        limit = int(limit_arg) if limit_arg else DEFAULT_LIMIT
+    except ValueError:
+        raise PageError(f"limit must be a number, not {limit_arg!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise PageError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    ordered = sorted(items, key=key)
+    if position:
+        ordered = [i for i in ordered if key(i) >= position]
+    rest = ordered[limit:]
+    return ordered[:limit], key(rest[0]) if rest else None
+
+
 class RegionalDomains(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:
         if req.service != "apigateway" or not req.path.startswith("/domainnames"):
@@ -62,7 +97,7 @@ class RegionalDomains(Extension):
             if req.method == "POST":
                 return self._create(req, region)
             if req.method == "GET":
-                return self._rewrite(self.forward(req), region, many=True)
+                return self._list(req, region)
         elif len(parts) == 2:
             if req.method == "GET":
                 return self._rewrite(self.forward(req), region)
@@ -71,7 +106,7 @@ class RegionalDomains(Extension):
             if req.method == "DELETE":
                 return self._delete(req, region, parts[1])
         elif len(parts) == 3 and parts[2] == "basepathmappings" and req.method == "GET":
-            return self._mappings(region, parts[1])
+            return self._mappings(req, region, parts[1])
         return None
 
     # ------------------------------------------------------------------ operations
@@ -119,12 +154,32 @@ class RegionalDomains(Extension):
                 _backend(region).base_path_mappings.pop(name, None)
         return resp.response()
 
-    def _mappings(self, region: str, name: str) -> Response | None:
+    def _list(self, req: SandboxRequest, region: str) -> Response:
+        resp = self.forward(req)
+        if resp.status >= 300:
+            return resp.response()
+        domains = [aws_form(d, region) for d in resp.json().get("item", [])]
+        try:
+            page, position = page_of(domains, lambda d: str(d.get("domainName", "")), req.raw.args.get("limit"),
+                                     req.raw.args.get("position"))
+        except PageError as exc:
+            return apigateway_error("BadRequestException", str(exc), 400)
+        return json_response(_listing(page, position), content_type="application/json")
+
+    def _mappings(self, req: SandboxRequest, region: str, name: str) -> Response:
         with self.sandbox.lock:
             backend = _backend(region)
-            if name in backend.domain_names and name not in backend.base_path_mappings:
-                return json_response({"item": []}, content_type="application/json")
-        return None
+            if name not in backend.domain_names:
+                return apigateway_error("NotFoundException", "Invalid domain name identifier specified", 404)
+            mappings = [{"basePath": m.base_path, "restApiId": m.rest_api_id, "stage": m.stage}
+                        for m in backend.base_path_mappings.get(name, {}).values()]
+        items = [{k: v for k, v in m.items() if v is not None} for m in mappings]
+        try:
+            page, position = page_of(items, lambda m: str(m["basePath"]), req.raw.args.get("limit"),
+                                     req.raw.args.get("position"))
+        except PageError as exc:
+            return apigateway_error("BadRequestException", str(exc), 400)
+        return json_response(_listing(page, position), content_type="application/json")
 
     # ------------------------------------------------------------------ checks and rewriting
 
@@ -148,12 +203,12 @@ class RegionalDomains(Extension):
         return apigateway_error("BadRequestException", f"Invalid security policy: {policy}", 400)
 
     @staticmethod
-    def _rewrite(resp: Forwarded, region: str, many: bool = False) -> Response:
+    def _rewrite(resp: Forwarded, region: str) -> Response:
         if resp.status >= 300:
             return resp.response()
-        data = resp.json()
-        if many:
-            data["item"] = [aws_form(d, region) for d in data.get("item", [])]
-        else:
-            data = aws_form(data, region)
-        return resp.response(json.dumps(data).encode())
+        return resp.response(json.dumps(aws_form(resp.json(), region)).encode())
+
+
+def _listing(items: list[Any], position: str | None) -> dict[str, Any]:
+    """A page as API Gateway writes it: `item`, and `position` only when another page follows."""
+    return {"item": items, **({"position": position} if position else {})}

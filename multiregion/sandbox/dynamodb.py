@@ -10,14 +10,16 @@ replicator are marked so they are never sent back.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error
 
 VERSION = "2019.11.21"
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -81,7 +83,7 @@ class GlobalTables(Extension):
         data = resp.json()
         table = data.get("Table", {})
         self._decorate(table, req.region or "")
-        return json_response(data)
+        return wire_response(data)
 
     def _decorate(self, table: dict[str, Any], region: str) -> None:
         with self.sandbox.lock:
@@ -116,7 +118,7 @@ class GlobalTables(Extension):
                     return error
             data = backend(region).describe_table(name)
         self._decorate(data["Table"], region)
-        return json_response({"TableDescription": data["Table"]})
+        return wire_response({"TableDescription": data["Table"]})
 
     def _apply_update(self, name: str, region: str, source: Any, update: dict[str, Any]) -> Response | None:
         validation = "com.amazonaws.dynamodb.v20120810#ValidationException"
@@ -244,6 +246,19 @@ class GlobalTables(Extension):
             _write_replicated(table, source, lambda: backend(target).put_item(name, data["NewImage"]))
         self.last_write[slot] = version
         return 1
+
+
+def wire_response(data: Any) -> Response:
+    """A DynamoDB answer as its JSON protocol writes it. moto's models hold datetimes, and DynamoDB sends
+    timestamps as epoch seconds (a number); strict clients (the Go SDK) refuse any other form."""
+    return Response(json.dumps(data, default=_epoch_seconds), content_type="application/x-amz-json-1.0")
+
+
+def _epoch_seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        # moto's datetimes are naive UTC; timestamp() would read a naive one as local time.
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    raise TypeError(f"{type(value).__name__} has no DynamoDB wire form")
 
 
 def _write_replicated(table: Any, origin: str, write: Callable[[], Any]) -> None:

@@ -16,12 +16,16 @@ Answers (`DnsAnswers.answer`, and `GET /2013-04-01/testdnsanswer`):
 * The client's region: the EDNS0 client subnet (masked, default /24) looked up with
   `multiregion.regions.region_of_ip`, else the resolver IP; an address in no known subnet, or none at
   all, answers as a us-east-1 resolver, as Route 53 does without a ResolverIP.
-* Values are what the records hold; an alias answers its target's DNS name (the sandbox has no addresses
-  for AWS endpoints).
+* Values are what the records hold. An alias A or AAAA record (and an alias endpoint of a traffic policy
+  of those types) answers as the option `alias_answers` says: "names" (the default for now) gives the
+  target's DNS name; "addresses" answers as Route 53 does, with addresses: the target's own answer when it
+  is a name in a sandbox hosted zone, else the addresses `sandbox/addresses.py` derives for the target
+  (two per name), which the API data plane serves through `X-Multiregion-Connect-To`.
 
 The global name over HTTP: a request without AWS credentials whose Host is a name with a policy record or
 latency records in a sandbox hosted zone is resolved as above for the client, and served through the API
-data plane as if it had been sent to the answered host (a regional domain name or an execute-api host).
+data plane as if it had been sent to the answered host (a regional domain name or an execute-api host, or
+the endpoint that owns an answered address).
 The client's location comes from the header `X-Multiregion-Client-IP: <ip>` (make one for a region with
 `multiregion.regions.client_ip`), else the first address of `X-Forwarded-For`, else a us-east-1 resolver.
 The response carries `x-multiregion-answer` (the DNS answer used) and `x-multiregion-client-region`.
@@ -38,6 +42,7 @@ from typing import Any, TypeVar
 from werkzeug.wrappers import Response
 
 from multiregion.regions import REGIONS, distance_km, region_of_ip
+from multiregion.sandbox.addresses import endpoint_addresses, is_address
 from multiregion.sandbox.app import Extension, SandboxRequest, json_response
 from multiregion.sandbox.route53 import (
     Members,
@@ -49,13 +54,15 @@ from multiregion.sandbox.route53 import (
     xml_response,
     zone_id_of,
 )
-from multiregion.sandbox.route53_policies import RULE_LISTS, TrafficPolicies
+from multiregion.sandbox.route53_policies import ALIAS_ENDPOINTS, RULE_LISTS, TrafficPolicies
 
 DEFAULT_REGION = "us-east-1"
 CLIENT_IP_HEADER = "X-Multiregion-Client-IP"
 MAX_DEPTH = 5  # alias and CNAME chains followed inside the sandbox
 MULTIVALUE_MAX = 8
+ADDRESS_TYPES = {"A": 4, "AAAA": 6}
 T = TypeVar("T")
+AliasValues = Callable[[str, str], list[str]]  # (alias target, record type) -> the answer's values
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,10 @@ def _flag(value: Any, default: bool) -> bool:
 class PolicyEvaluator:
     """Evaluates a traffic policy document for one client region."""
 
-    def __init__(self, doc: dict[str, Any], region: str, check_healthy: Callable[[str], bool]):
+    def __init__(self, doc: dict[str, Any], region: str, check_healthy: Callable[[str], bool],
+                 alias_values: AliasValues | None = None):
         self.doc, self.region, self.check_healthy = doc, region, check_healthy
+        self.alias_values = alias_values
 
     def start(self) -> Choice:
         if "StartRule" in self.doc:
@@ -124,7 +133,10 @@ class PolicyEvaluator:
         return self.endpoint(self.doc["StartEndpoint"])
 
     def endpoint(self, endpoint_id: str) -> Choice:
-        return Choice([self.doc["Endpoints"][endpoint_id]["Value"]], True)
+        endpoint = self.doc["Endpoints"][endpoint_id]
+        if endpoint.get("Type") in ALIAS_ENDPOINTS and self.alias_values is not None:
+            return Choice(self.alias_values(endpoint["Value"], self.doc["RecordType"]), True)
+        return Choice([endpoint["Value"]], True)
 
     def follow(self, item: dict[str, Any]) -> Choice:
         if "RuleReference" in item:
@@ -263,7 +275,8 @@ class DnsAnswers(Extension):
             return None
         inst = self._policies().instance_at(zone.id, name)
         if inst is not None and (rtype == inst.type or inst.type == "CNAME"):
-            return PolicyEvaluator(self._policies().document(inst), region, self._check_healthy).start()
+            return PolicyEvaluator(self._policies().document(inst), region, self._check_healthy,
+                                   lambda target, kind: self._alias_values(target, kind, region, depth)).start()
         plain = [r for r in records if not getattr(r, "traffic_policy_instance_id", None)]
         typed = [r for r in plain if r.type == rtype] or [r for r in plain if r.type == "CNAME"]
         if not typed:
@@ -271,7 +284,7 @@ class DnsAnswers(Extension):
         return self._route_records(typed, region, depth)
 
     def _route_records(self, records: list[Any], region: str, depth: int) -> Choice:
-        options = [(r, _values(r), self._record_healthy(r, depth)) for r in records]
+        options = [(r, self._values(r, region, depth), self._record_healthy(r, depth)) for r in records]
         first = records[0]
         if first.region:
             values, any_healthy = nearest(region, [(r.region, v, ok) for r, v, ok in options])
@@ -291,6 +304,22 @@ class DnsAnswers(Extension):
             chosen = (default or options)[0]
             return Choice(chosen[1], chosen[2])
         return Choice([x for _, v, _ in options for x in v], all(ok for _, _, ok in options))
+
+    def _values(self, record: Any, region: str, depth: int) -> list[str]:
+        if not record.alias_target:
+            return [r["Value"] if isinstance(r, dict) else str(r) for r in record.records or []]
+        return self._alias_values(str(record.alias_target.get("DNSName", "")), record.type, region, depth)
+
+    def _alias_values(self, target: str, rtype: str, region: str, depth: int) -> list[str]:
+        """What an alias to `target` answers: the target's name, or (alias_answers "addresses", as Route 53)
+        the target's own A/AAAA answer when it is in a sandbox hosted zone, else the target's addresses."""
+        if self.sandbox.options.alias_answers != "addresses" or rtype not in ADDRESS_TYPES:
+            return [target]
+        zone = self._zone_of(fqdn(target))
+        if zone is not None:
+            choice = self._choose(zone, fqdn(target), rtype, region, depth + 1) if depth < MAX_DEPTH else None
+            return [v for v in (choice.values if choice else []) if is_address(v)]
+        return endpoint_addresses(target, ADDRESS_TYPES[rtype])
 
     def _record_healthy(self, record: Any, depth: int) -> bool:
         ok = self._check_healthy(record.health_check_id) if record.health_check_id else True
@@ -376,19 +405,14 @@ class DnsAnswers(Extension):
             return json_response({"message": f"{host} resolves to {routed.answer} for a client in "
                                              f"{routed.client_region}, but this sandbox has no API data plane to "
                                              "serve it"}, 502, "application/json", headers)
-        served = plane.serve(req, routed.answer)
+        endpoint = plane.endpoint_host(routed.answer)
+        served = plane.serve(req, endpoint) if endpoint else None
         if served is None:
             return json_response({"message": f"{host} resolves to {routed.answer} for a client in "
                                              f"{routed.client_region}, and nothing in the sandbox answers there"},
                                  502, "application/json", headers)
         served.headers.update(headers)
         return served
-
-
-def _values(record: Any) -> list[str]:
-    if record.alias_target:
-        return [str(record.alias_target.get("DNSName", ""))]
-    return [r["Value"] if isinstance(r, dict) else str(r) for r in record.records or []]
 
 
 def _is_ip(host: str) -> bool:

@@ -344,13 +344,28 @@ class HealthChecks(Extension):
         except ValueError:
             raise Route53Error("InvalidInput", "maxitems must be a number") from None
         marker = req.raw.args.get("marker")
-        ids = [c.findtext("Id") for c in checks]
-        start = ids.index(marker) if marker in ids else 0
+        ids = [c.findtext("Id") or "" for c in checks]
+        with self.sandbox.lock:
+            start = self._page_start(ids, marker)
         page = checks[start:start + max_items]
         truncated = start + max_items < len(checks)
         return xml_response("ListHealthChecksResponse", {
             "HealthChecks": Members("HealthCheck", page), "Marker": marker or "", "IsTruncated": truncated,
             "NextMarker": ids[start + max_items] if truncated else None, "MaxItems": max_items})
+
+    def _page_start(self, ids: list[str], marker: str | None) -> int:
+        """Where a page starting at `marker` starts. A check deleted between two pages keeps its place in the
+        order of creation; a marker that never was a check is refused (not checked against AWS), since reading
+        it as "from the start" hands a paging client the first page again. Holds sandbox.lock."""
+        if not marker:
+            return 0
+        if marker in ids:
+            return ids.index(marker)
+        created = [ref.health_check_id for ref in self.references.values()]
+        if marker not in created:
+            raise Route53Error("InvalidInput", f"marker {marker!r} is not the id of a health check")
+        later = set(created[created.index(marker) + 1:])
+        return next((i for i, check_id in enumerate(ids) if check_id in later), len(ids))
 
     def _update(self, req: SandboxRequest, check_id: str) -> Response:
         """moto's update, with what it misses: settings left out of the request stay as they were (moto
@@ -391,10 +406,12 @@ class HealthChecks(Extension):
                 for ref in self.references.values():
                     if ref.health_check_id == check_id:
                         ref.deleted = True
-        if answer.status == 200:
-            with self._lock:
-                self.states.pop(check_id, None)
-        return answer.response()
+        if answer.status != 200:
+            return answer.response()
+        with self._lock:
+            self.states.pop(check_id, None)
+        # moto answers with an empty body; Route 53 sends the (empty) response element.
+        return xml_response("DeleteHealthCheckResponse", {})
 
     def _status(self, req: SandboxRequest, check_id: str) -> Response:
         with self.sandbox.lock:

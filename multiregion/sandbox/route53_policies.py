@@ -372,15 +372,22 @@ class TrafficPolicies(Extension):
         max_items = _max_items(req)
         marker = req.raw.args.get("trafficpolicyid")
         with self.sandbox.lock:
-            # Listed in the order they were created in; a policy all of whose versions are deleted is not.
-            summaries = [_summary(versions) for versions in self.policies.values() if self._live(versions)]
-        ids = [s["Id"] for s in summaries]
-        start = ids.index(marker) if marker in ids else 0
-        page, rest = summaries[start:start + max_items], summaries[start + max_items:]
+            # Listed in the order they were created in; a policy all of whose versions are deleted is not,
+            # but it keeps its place, so a marker naming it (deleted between two pages) still resumes there.
+            created = list(self.policies)
+            if marker and marker not in self.policies:
+                # Not checked against AWS: a marker Route 53 never gave is refused rather than read as "from the
+                # start", which would hand a paging client the first page again.
+                raise Route53Error("InvalidInput", f"TrafficPolicyIdMarker {marker!r} is not the id of a traffic "
+                                                   "policy")
+            start = created.index(marker) if marker else 0
+            summaries = [_summary(self.policies[i]) for i in created[start:] if self._live(self.policies[i])]
+        page, rest = summaries[:max_items], summaries[max_items:]
+        # As on AWS, the last page carries no marker (the model calls it required; the API reference says it is
+        # omitted when IsTruncated is false).
         return xml_response("ListTrafficPoliciesResponse", {
             "TrafficPolicySummaries": Members("TrafficPolicySummary", page), "IsTruncated": bool(rest),
-            "TrafficPolicyIdMarker": rest[0]["Id"] if rest else (page[-1]["Id"] if page else ""),
-            "MaxItems": max_items})
+            "TrafficPolicyIdMarker": rest[0]["Id"] if rest else None, "MaxItems": max_items})
 
     def _list_versions(self, req: SandboxRequest, policy_id: str) -> Response:
         max_items = _max_items(req)
@@ -396,7 +403,7 @@ class TrafficPolicies(Extension):
         page, rest = live[:max_items], live[max_items:]
         return xml_response("ListTrafficPolicyVersionsResponse", {
             "TrafficPolicies": Members("TrafficPolicy", [v.to_xml() for v in page]), "IsTruncated": bool(rest),
-            "TrafficPolicyVersionMarker": str(rest[0].version) if rest else "", "MaxItems": max_items})
+            "TrafficPolicyVersionMarker": str(rest[0].version) if rest else None, "MaxItems": max_items})
 
     # ------------------------------------------------------------------ instances
 

@@ -34,6 +34,9 @@ FAULTS: dict[str, Any] = {
 }
 
 
+ALIAS_ANSWERS = ("names", "addresses")
+
+
 @dataclass
 class SandboxOptions:
     # Route 53 intervals and similar waits are divided by this: 10 makes a 30 s interval 3 s.
@@ -48,6 +51,14 @@ class SandboxOptions:
     # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
     # propagation delays); see the realism tests. Durations come from `timing` either way.
     strict: bool = False
+    # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "names" (the alias target's
+    # DNS name) or "addresses" (as Route 53 does: addresses, which the sandbox derives from the target name
+    # and serves through X-Multiregion-Connect-To; see sandbox/addresses.py).
+    alias_answers: str = "names"
+
+    def __post_init__(self) -> None:
+        if self.alias_answers not in ALIAS_ANSWERS:
+            raise ValueError(f"alias_answers must be one of {', '.join(ALIAS_ANSWERS)}, not {self.alias_answers!r}")
 
 
 @dataclass
