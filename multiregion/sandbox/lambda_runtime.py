@@ -16,6 +16,8 @@ account and region, never from a source tree:
 - The function's timeout is enforced by killing the environment ("Task timed out after N.NN seconds").
 - Reserved concurrency is honoured: 0 throttles every call (429 TooManyRequestsException), N throttles the
   (N+1)th overlapping call.
+- Function states (Pending after create, an update InProgress) are `lambda_states`'; while an update is in
+  progress, calls run the previous code and configuration, and a Pending function refuses calls (strict).
 
 Invoke API: `POST /2015-03-31/functions/{name or ARN}/invocations` with InvocationType RequestResponse
 (200, X-Amz-Function-Error: Unhandled on errors, X-Amz-Log-Result with LogType=Tail), Event (202, runs in
@@ -247,7 +249,9 @@ class LambdaRuntime(Extension):
     # ------------------------------------------------------------------ what other extensions call
 
     def function(self, function: str, region: str, qualifier: str | None = None) -> FunctionSpec:
-        """A snapshot of the deployed function (name, ARN or qualified ARN); InvokeError 404 if unknown."""
+        """What a call of the deployed function (name, ARN or qualified ARN) runs: a snapshot of it, or of its
+        previous code and configuration while an update is in progress. InvokeError when Lambda would refuse
+        the call (404 unknown, 409 Pending in strict mode)."""
         from moto.awslambda.exceptions import LambdaClientError
         from moto.awslambda.models import lambda_backends
 
@@ -258,16 +262,30 @@ class LambdaRuntime(Extension):
                 fn = lambda_backends[ACCOUNT_ID][region].get_function(function, qualifier)
             except LambdaClientError as exc:
                 raise InvokeError(exc.error_type, exc.message, exc.code) from None
-            token = self._tokens.get(fn)
-            if token is None:
-                token = self._tokens[fn] = next(self._token_counter)
-            reserved = fn.reserved_concurrency
-            return FunctionSpec(
-                arn=fn.function_arn, name=fn.function_name, region=region, version=str(fn.version),
-                handler=fn.handler or "", runtime=fn.run_time or "", code=bytes(fn.code_bytes or b""),
-                code_sha256=fn.code_sha_256, environment=tuple(sorted((fn.environment_vars or {}).items())),
-                timeout=float(fn.timeout), memory_size=int(fn.memory_size),
-                reserved_concurrency=None if reserved is None else int(reserved), token=token)
+            spec = self.spec_of(fn, region)
+            states = self._states()
+            return spec if states is None else states.for_invocation(fn, spec)
+
+    def spec_of(self, fn: Any, region: str) -> FunctionSpec:
+        """A snapshot of moto's function `fn` (the caller holds sandbox.lock)."""
+        token = self._tokens.get(fn)
+        if token is None:
+            token = self._tokens[fn] = next(self._token_counter)
+        reserved = fn.reserved_concurrency
+        return FunctionSpec(
+            arn=fn.function_arn, name=fn.function_name, region=region, version=str(fn.version),
+            handler=fn.handler or "", runtime=fn.run_time or "", code=bytes(fn.code_bytes or b""),
+            code_sha256=fn.code_sha_256, environment=tuple(sorted((fn.environment_vars or {}).items())),
+            timeout=float(fn.timeout), memory_size=int(fn.memory_size),
+            reserved_concurrency=None if reserved is None else int(reserved), token=token)
+
+    def _states(self) -> Any:
+        from multiregion.sandbox.lambda_states import FunctionStates
+
+        try:
+            return self.sandbox.extension(FunctionStates)
+        except LookupError:  # a sandbox built without it: functions are Active at once, as moto has them
+            return None
 
     def invoke(self, function: str, region: str, payload: bytes, qualifier: str | None = None) -> InvokeResult:
         """Run the function synchronously (RequestResponse). Raises InvokeError when Lambda would refuse."""
