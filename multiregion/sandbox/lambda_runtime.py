@@ -16,6 +16,8 @@ account and region, never from a source tree:
 - The function's timeout is enforced by killing the environment ("Task timed out after N.NN seconds").
 - Reserved concurrency is honoured: 0 throttles every call (429 TooManyRequestsException), N throttles the
   (N+1)th overlapping call.
+- Each invocation's log (START, the handler's own lines, END, REPORT) goes to CloudWatch Logs, group
+  `/aws/lambda/{name}` in the function's region, one stream per environment (see `cloudwatch_logs`).
 - Function states (Pending after create, an update InProgress) are `lambda_states`'; while an update is in
   progress, calls run the previous code and configuration, and a Pending function refuses calls (strict).
 
@@ -49,6 +51,15 @@ from urllib.parse import unquote
 from werkzeug.wrappers import Response
 
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox.cloudwatch_logs import (
+    FunctionLogs,
+    LogEvent,
+    Report,
+    invocation_events,
+    log_group,
+    log_stream,
+    now_ms,
+)
 from multiregion.sandbox.lambda_process import (
     BOOTSTRAP,
     PRELOADED,
@@ -124,23 +135,40 @@ class WorkerExited(Exception):
     """The environment's process ended; the message says how ("exit status 1", "signal: 9")."""
 
 
+@dataclass
+class Transcript:
+    """What an environment logged around one invocation."""
+
+    init_output: list[LogEvent]  # its init phase's, on the first invocation only
+    output: list[LogEvent]
+    init_duration_ms: float | None
+    max_memory_mb: int
+
+
 class Worker:
     """One execution environment: a bootstrap process serving one invocation at a time over its pipes."""
 
-    def __init__(self, spec: FunctionSpec, process: EnvironmentProcess):
+    def __init__(self, spec: FunctionSpec, process: EnvironmentProcess, stream: str):
         self.spec, self.key, self.process = spec, spec.key, process
+        self.log_stream = stream
         self.last_used = time.monotonic()
         self.dead = False
         self._buf = bytearray()
+        self._init_output: list[LogEvent] = []
+        self._output: list[LogEvent] = []
+        self._init_duration_ms: float | None = None
+        self._max_memory_mb = 0
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def wait_ready(self, timeout: float) -> None:
-        message = self._read(time.monotonic() + timeout)
+        message = self._next(time.monotonic() + timeout)
         if not message.get("ready"):
             raise WorkerExited("the environment did not start")
+        self._init_output, self._output = self._output, []
+        self._init_duration_ms = float(message.get("init_duration_ms") or 0.0)
 
     def send(self, request: dict[str, Any]) -> None:
         """Hand over an invocation; WorkerExited if the process is gone (the handler never saw it)."""
@@ -152,7 +180,24 @@ class Worker:
 
     def receive(self, timeout: float) -> dict[str, Any]:
         """The handler's answer; TimeoutError after `timeout` seconds, WorkerExited if the process died."""
-        return self._read(time.monotonic() + timeout)
+        return self._next(time.monotonic() + timeout)
+
+    def transcript(self) -> Transcript:
+        """What the environment logged since the last call (its init too, the first time); consumed."""
+        taken = Transcript(self._init_output, self._output, self._init_duration_ms, self._max_memory_mb)
+        self._init_output, self._output, self._init_duration_ms = [], [], None
+        return taken
+
+    def _next(self, deadline: float) -> dict[str, Any]:
+        """The next protocol message that is not a log event; log events are kept for the transcript."""
+        while True:
+            message = self._read(deadline)
+            if "max_memory_mb" in message:
+                self._max_memory_mb = int(message["max_memory_mb"])
+            if "log" not in message:
+                return message
+            timestamp, text = message["log"]
+            self._output.append((int(timestamp), str(text)))
 
     def _read(self, deadline: float) -> dict[str, Any]:
         fd = self.process.stdout_fd
@@ -197,6 +242,7 @@ class LambdaRuntime(Extension):
         self._token_counter = count(1)
         self._root: Path | None = None
         self._extract_lock = threading.Lock()
+        self._logs = FunctionLogs(sandbox)
         # Outlives resets: it holds no function state, only preloaded libraries.
         self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
@@ -298,6 +344,9 @@ class LambdaRuntime(Extension):
         request_id = str(uuid.uuid4())
         deadline_ms = int((time.time() + spec.timeout) * 1000)
         request = {"request_id": request_id, "event": payload.decode(), "deadline_ms": deadline_ms, "arn": spec.arn}
+        started_ms = now_ms()
+        answer: dict[str, Any] | None = None
+        status: str | None = None
         worker, generation = self._acquire(spec)
         try:
             if worker is None:
@@ -306,22 +355,44 @@ class LambdaRuntime(Extension):
             answer = worker.receive(spec.timeout)
             if answer.get("fatal"):  # the init failed: AWS starts a fresh environment for the next call
                 worker.kill()
+            result = InvokeResult(payload=answer["payload"].encode(), request_id=request_id,
+                                  function_error=None if answer.get("ok") else "Unhandled",
+                                  executed_version=spec.version)
         except TimeoutError:
             assert worker is not None
             worker.kill()
-            return self._failure(spec, request_id, "Sandbox.Timedout",
-                                 f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds")
+            status = "timeout"
+            result = self._failure(spec, request_id, "Sandbox.Timedout",
+                                   f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds")
         except WorkerExited as exc:
-            return self._failure(spec, request_id, "Runtime.ExitError",
-                                 f"RequestId: {request_id} Error: Runtime exited with error: {exc}")
+            status = "error"
+            result = self._failure(spec, request_id, "Runtime.ExitError",
+                                   f"RequestId: {request_id} Error: Runtime exited with error: {exc}")
         finally:
+            # Taken before the environment can serve another call.
+            transcript = worker.transcript() if worker is not None else None
+            stream = worker.log_stream if worker is not None else ""
             self._release(spec, worker, generation)
-        logs = (f"START RequestId: {request_id} Version: {spec.version}\n{answer.get('logs', '')}"
-                f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: "
-                f"{answer.get('duration_ms', 0)} ms\tMemory Size: {spec.memory_size} MB\t\n")
-        return InvokeResult(payload=answer["payload"].encode(), request_id=request_id, logs=logs,
-                            function_error=None if answer.get("ok") else "Unhandled",
-                            executed_version=spec.version)
+        if transcript is not None:
+            self._log(spec, stream, result, started_ms, transcript, answer, status)
+        return result
+
+    def _log(self, spec: FunctionSpec, stream: str, result: InvokeResult, started_ms: int, transcript: Transcript,
+             answer: dict[str, Any] | None, status: str | None) -> None:
+        """The invocation's log: in the result (for LogType=Tail) and in CloudWatch Logs."""
+        output = list(transcript.output)
+        if status is not None:
+            output.append((now_ms(), json.loads(result.payload)["errorMessage"] + "\n"))
+        duration = float(answer["duration_ms"]) if answer is not None else float(now_ms() - started_ms)
+        report = Report(result.request_id, duration, spec.memory_size, transcript.max_memory_mb,
+                        transcript.init_duration_ms, status)
+        events = invocation_events(result.request_id, spec.version, started_ms, output, report)
+        result.logs = "".join(message for _, message in events)
+        try:
+            self._logs.put(spec.region, log_group(spec.name), stream, transcript.init_output + events)
+        except Exception as exc:  # noqa: BLE001 - on AWS too a call succeeds whether or not its log is written
+            print(f"sandbox lambda: the log of {spec.name} was not written: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
 
     def _hand_over(self, spec: FunctionSpec, worker: Worker, request: dict[str, Any]) -> Worker:
         """Send the call; a warm environment that died while idle is replaced once, as it never saw the call."""
@@ -337,9 +408,8 @@ class LambdaRuntime(Extension):
     @staticmethod
     def _failure(spec: FunctionSpec, request_id: str, error_type: str, message: str) -> InvokeResult:
         payload = json.dumps({"errorType": error_type, "errorMessage": message})
-        logs = f"START RequestId: {request_id} Version: {spec.version}\n{message}\nEND RequestId: {request_id}\n"
         return InvokeResult(payload=payload.encode(), request_id=request_id, function_error="Unhandled",
-                            executed_version=spec.version, logs=logs)
+                            executed_version=spec.version)
 
     def environments(self, function_arn: str) -> list[int]:
         """The process ids of the idle warm environments of a function (for tests and status)."""
@@ -404,7 +474,7 @@ class LambdaRuntime(Extension):
         code_dir = self._code_dir(spec)
         env = self._env(spec, code_dir)
         try:
-            worker = Worker(spec, self._launch(env, code_dir))
+            worker = Worker(spec, self._launch(env, code_dir), env["AWS_LAMBDA_LOG_STREAM_NAME"])
         except (OSError, ProcessGone) as exc:
             raise InvokeError("ServiceException", f"Could not start an execution environment for {spec.name}: "
                                                   f"{exc}", 500) from None
@@ -455,8 +525,8 @@ class LambdaRuntime(Extension):
             "AWS_REGION": region, "AWS_DEFAULT_REGION": region, "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": log_group(spec.name),
+            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream(spec.version),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
             "AWS_ENDPOINT_URL": self.sandbox.url,
