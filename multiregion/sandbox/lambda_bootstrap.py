@@ -35,6 +35,9 @@ import time
 import traceback
 from typing import Any
 
+# What the fork server imports once for every environment: the libraries the Lambda Python runtime provides.
+PRELOAD = ("boto3", "botocore")
+
 
 class LambdaContext:
     """The `context` argument, with the attributes the AWS Python runtime gives it."""
@@ -252,16 +255,21 @@ def fork_server(fd: int) -> None:
 
     sock = socket.socket(fileno=fd)
     _hide_source_installs()
-    for name in ("boto3", "botocore"):
+    before = set(sys.modules)
+    for name in PRELOAD:
         with contextlib.suppress(ImportError):  # a runtime without it: environments import what they find
             importlib.import_module(name)
+    # Every top-level module the preload brought in (boto3's dependencies too: urllib3, six...): a zip that
+    # brings its own copy of any of them must not be forked from here, or the preloaded copy would win.
+    # The standard library is left out: the Lambda runtime has imported much of it before any handler too.
+    preloaded = {m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)
     children: dict[int, str | None] = {}  # pid -> None while running, its end once reaped
     buf = b""
 
     def reply(message: dict[str, Any]) -> None:
         sock.sendall(json.dumps(message).encode() + b"\n")
 
-    reply({"ready": True})
+    reply({"ready": True, "preloaded": sorted(preloaded)})
     while True:
         data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
         if not data:

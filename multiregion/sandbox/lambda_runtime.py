@@ -18,6 +18,8 @@ account and region, never from a source tree:
   (N+1)th overlapping call.
 - Each invocation's log (START, the handler's own lines, END, REPORT) goes to CloudWatch Logs, group
   `/aws/lambda/{name}` in the function's region, one stream per environment (see `cloudwatch_logs`).
+- A zip that brings its own copy of anything the fork server preloaded (boto3 and its dependencies) gets a
+  freshly spawned environment, so its copy wins as on AWS (see `lambda_process`).
 - Function states (Pending after create, an update InProgress) are `lambda_states`'; while an update is in
   progress, calls run the previous code and configuration, and a Pending function refuses calls (strict).
 
@@ -62,11 +64,11 @@ from multiregion.sandbox.cloudwatch_logs import (
 )
 from multiregion.sandbox.lambda_process import (
     BOOTSTRAP,
-    PRELOADED,
     EnvironmentProcess,
     ForkServer,
     ProcessGone,
     SpawnedProcess,
+    top_level_modules,
 )
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>.+)/invocations/?$")
@@ -242,6 +244,7 @@ class LambdaRuntime(Extension):
         self._token_counter = count(1)
         self._root: Path | None = None
         self._extract_lock = threading.Lock()
+        self._modules: dict[Path, frozenset[str]] = {}  # per extracted zip: the modules it brings
         self._logs = FunctionLogs(sandbox)
         # Outlives resets: it holds no function state, only preloaded libraries.
         self._fork_server: ForkServer | None = None
@@ -490,13 +493,21 @@ class LambdaRuntime(Extension):
 
     def _launch(self, env: dict[str, str], code_dir: Path) -> EnvironmentProcess:
         """Fork from the warm fork server, unless the zip brings its own copy of what that server preloaded."""
-        if not ForkServer.usable() or any((code_dir / name).exists() for name in PRELOADED):
+        if not ForkServer.usable():
+            return SpawnedProcess(env, code_dir)
+        if self._running_fork_server().preloaded & self._modules_of(code_dir):
             return SpawnedProcess(env, code_dir)
         try:
             return self._running_fork_server().spawn(env, code_dir)
         except ProcessGone:  # it died under us: once more with a new one
             self._close_fork_server()
             return self._running_fork_server().spawn(env, code_dir)
+
+    def _modules_of(self, code_dir: Path) -> frozenset[str]:
+        with self._extract_lock:
+            if code_dir not in self._modules:
+                self._modules[code_dir] = top_level_modules(code_dir)
+            return self._modules[code_dir]
 
     def _running_fork_server(self) -> ForkServer:
         with self._fork_lock:
@@ -592,6 +603,7 @@ class LambdaRuntime(Extension):
             worker.kill()
         with self._extract_lock:
             root, self._root = self._root, None
+            self._modules.clear()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
 
