@@ -8,11 +8,16 @@ first on sys.path and the runtime's libraries (boto3) after it, never a package 
 tree.
 
 Protocol, one JSON object per line:
-  out  {"ready": true}                                   once, after the handler module was imported
+  out  {"log": [timestamp_ms, text]}                     any number, during init and invocations
+  out  {"ready": true, "init_duration_ms", "max_memory_mb"}   once, after the handler module was imported
   in   {"request_id", "event" (JSON text), "deadline_ms", "arn"}
-  out  {"ok": bool, "payload" (JSON text), "logs", "duration_ms", "fatal": bool}
-The responses travel on a private copy of the original stdout; fd 1 itself is pointed at stderr, so a
+  out  {"ok": bool, "payload" (JSON text), "duration_ms", "max_memory_mb", "fatal": bool}
+The messages travel on a private copy of the original stdout; fd 1 itself is pointed at stderr, so a
 handler's print (or a subprocess it starts) can never corrupt the protocol.
+
+Log events are cut as Lambda's Python runtime cuts them for CloudWatch Logs: each line written to
+stdout/stderr is one event, each `logging` record and each unhandled error one event (even over several
+lines). They are sent as they happen, so a call that times out or crashes still has what it wrote.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any
+
+# What the fork server imports once for every environment: the libraries the Lambda Python runtime provides.
+PRELOAD = ("boto3", "botocore")
 
 
 class LambdaContext:
@@ -49,24 +58,61 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
-class Tee(io.TextIOBase):
-    """Writes to the process's stderr and keeps a copy of one invocation's output (for LogType=Tail)."""
+class Channel:
+    """The protocol's write end, shared by the runtime loop and whatever threads the handler writes from."""
 
-    def __init__(self, sink: Any):
-        self.sink = sink
-        self.buffer_ = io.StringIO()
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message) + "\n"
+        with self.lock:
+            self.stream.write(line)
+            self.stream.flush()
+
+    def log(self, text: str) -> None:
+        self.send({"log": [int(time.time() * 1000), text]})
+
+
+class Tee(io.TextIOBase):
+    """The function's stdout and stderr: each completed line is a log event; all of it is echoed to the
+    process's stderr (the sandbox's console)."""
+
+    def __init__(self, channel: Channel, sink: Any):
+        self.channel, self.sink = channel, sink
+        self._partial = ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         self.sink.write(text)
         self.sink.flush()
-        return self.buffer_.write(text)
+        with self._lock:
+            *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self.channel.log(line + "\n")
+        return len(text)
+
+    def record(self, text: str) -> None:
+        """One event however many lines it has (a log record, an error report)."""
+        self.flush_line()
+        self.sink.write(text)
+        self.sink.flush()
+        self.channel.log(text)
+
+    def flush_line(self) -> None:
+        """An unterminated line is an event of its own once the invocation (or init) is over."""
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial:
+            self.channel.log(partial)
 
     def flush(self) -> None:
         self.sink.flush()
 
 
 class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """The runtime's root log handler: follows sys.stderr, so log lines land in the invocation's logs."""
+    """The runtime's root log handler: one log event per record, in the Python runtime's text format."""
 
     request_id = ""
 
@@ -80,7 +126,28 @@ class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         record.aws_request_id = CurrentStderr.request_id
-        super().emit(record)
+        if not isinstance(sys.stderr, Tee):  # the handler replaced sys.stderr: it gets plain text
+            super().emit(record)
+            return
+        try:
+            sys.stderr.record(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def max_memory_mb() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024)  # bytes on macOS, KiB on Linux
+
+
+def error_record(error: dict[str, Any]) -> str:
+    """How the Python runtime logs a failed invocation or init: one event, the error then its stack."""
+    text = f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n"
+    if error.get("stackTrace"):
+        text += "Traceback (most recent call last):\n" + "".join(error["stackTrace"])
+    return text
 
 
 def error_payload(error_type: str, message: str, stack: list[str] | None = None, request_id: str = "") -> str:
@@ -124,12 +191,9 @@ def _stack(exc: BaseException) -> list[str]:
     return traceback.format_list(frames)
 
 
-def invoke(handler: Any, request: dict[str, Any]) -> dict[str, Any]:
+def invoke(handler: Any, request: dict[str, Any], tee: Tee) -> dict[str, Any]:
     request_id = request["request_id"]
     context = LambdaContext(request_id, request["arn"], int(request["deadline_ms"]))
-    tee = Tee(sys.__stderr__)
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = tee
     CurrentStderr.request_id = request_id
     started = time.monotonic()
     try:
@@ -140,21 +204,23 @@ def invoke(handler: Any, request: dict[str, Any]) -> dict[str, Any]:
             payload, ok = error_payload("Runtime.MarshalError", f"Unable to marshal response: {exc}",
                                         request_id=request_id), False
     except Exception as exc:
-        traceback.print_exc()
         payload, ok = error_payload(type(exc).__name__, str(exc), _stack(exc), request_id), False
-    finally:
-        sys.stdout, sys.stderr = saved
-    return {"ok": ok, "payload": payload, "logs": tee.buffer_.getvalue(), "fatal": False,
-            "duration_ms": round((time.monotonic() - started) * 1000, 2)}
+    duration_ms = round((time.monotonic() - started) * 1000, 2)
+    tee.flush_line()
+    if not ok:
+        tee.record(error_record(json.loads(payload)))
+    return {"ok": ok, "payload": payload, "fatal": False, "duration_ms": duration_ms,
+            "max_memory_mb": max_memory_mb()}
 
 
 def main() -> None:
-    responses = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     requests = os.fdopen(os.dup(0), "rb")
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    sys.stdout = sys.stderr
+    tee = Tee(channel, sys.__stderr__)
+    sys.stdout = sys.stderr = tee
     _hide_source_installs()
     sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()))
     root = logging.getLogger()
@@ -163,20 +229,21 @@ def main() -> None:
                                                "%(message)s\n", "%Y-%m-%dT%H:%M:%S"))
     root.addHandler(log_handler)
 
+    started = time.monotonic()
     handler, init_error = load_handler(os.environ.get("_HANDLER", ""))
-
-    def send(message: dict[str, Any]) -> None:
-        responses.write(json.dumps(message) + "\n")
-        responses.flush()
-
-    send({"ready": True})
+    init_duration_ms = round((time.monotonic() - started) * 1000, 2)
+    tee.flush_line()
+    if init_error is not None:
+        tee.record(error_record(json.loads(init_error)))
+    channel.send({"ready": True, "init_duration_ms": init_duration_ms, "max_memory_mb": max_memory_mb()})
     for line in requests:
         request = json.loads(line)
         if init_error is not None:
             # AWS runs init again in a fresh environment for the next call: this one is done.
-            send({"ok": False, "payload": init_error, "logs": "", "fatal": True, "duration_ms": 0})
+            channel.send({"ok": False, "payload": init_error, "fatal": True, "duration_ms": 0,
+                          "max_memory_mb": max_memory_mb()})
             return
-        send(invoke(handler, request))
+        channel.send(invoke(handler, request, tee))
 
 
 # ---------------------------------------------------------------------- fork server (see lambda_process)
@@ -188,16 +255,21 @@ def fork_server(fd: int) -> None:
 
     sock = socket.socket(fileno=fd)
     _hide_source_installs()
-    for name in ("boto3", "botocore"):
+    before = set(sys.modules)
+    for name in PRELOAD:
         with contextlib.suppress(ImportError):  # a runtime without it: environments import what they find
             importlib.import_module(name)
+    # Every top-level module the preload brought in (boto3's dependencies too: urllib3, six...): a zip that
+    # brings its own copy of any of them must not be forked from here, or the preloaded copy would win.
+    # The standard library is left out: the Lambda runtime has imported much of it before any handler too.
+    preloaded = {m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)
     children: dict[int, str | None] = {}  # pid -> None while running, its end once reaped
     buf = b""
 
     def reply(message: dict[str, Any]) -> None:
         sock.sendall(json.dumps(message).encode() + b"\n")
 
-    reply({"ready": True})
+    reply({"ready": True, "preloaded": sorted(preloaded)})
     while True:
         data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
         if not data:

@@ -7,12 +7,16 @@ environment's variables and working directory together with the two pipe ends th
 as stdin and stdout (SCM_RIGHTS), and gets back the pid. The fork server alone reaps its children, and
 kills only children it has not reaped yet, so a pid is never signalled after it could have been reused.
 
-A zip that brings its own boto3 or botocore is spawned directly (`python -I lambda_bootstrap.py`), so its
-copy wins as it does on AWS; so is everything where fork or fd passing is unavailable.
+On AWS a zip's own copy of a library wins over the runtime's (the zip comes first on sys.path, and the
+runtime has imported none of them). A forked environment has everything the fork server imported already in
+sys.modules: boto3, botocore and their dependencies (urllib3, six, dateutil, jmespath, s3transfer...),
+which the fork server lists when it starts. So a zip that brings its own copy of any of those modules is
+spawned directly (`python -I lambda_bootstrap.py`); so is everything where fork or fd passing is unavailable.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
 import socket
@@ -24,8 +28,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
-# Packages the fork server imports once; a zip holding one of them is spawned instead.
-PRELOADED = ("boto3", "botocore")
 
 
 class ProcessGone(Exception):
@@ -113,6 +115,8 @@ class ForkServer:
         ready = self._receive()
         if not ready.get("ready"):
             raise ProcessGone("the fork server did not start")
+        # Top-level modules its children start with; a zip that has its own copy of one is spawned instead.
+        self.preloaded: frozenset[str] = frozenset(ready.get("preloaded") or ())
 
     @staticmethod
     def usable() -> bool:
@@ -174,3 +178,28 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def top_level_modules(code_dir: Path, depth: int = 3) -> frozenset[str]:
+    """The module names a deployment package could make importable without a package prefix.
+
+    Those of its root (on sys.path on AWS), and, to be safe, those of any folder that is not a package:
+    such a folder (`vendor/`, `python/`, `lib/`) is where dependencies are vendored and put on sys.path
+    by the handler. A package's own submodules are not counted: they are only importable as `pkg.sub`."""
+    suffixes = sorted(importlib.machinery.all_suffixes(), key=len, reverse=True)
+    names: set[str] = set()
+
+    def scan(folder: Path, level: int) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                if entry.name.isidentifier():
+                    names.add(entry.name)  # a package, or a namespace package
+                if level < depth and not (entry / "__init__.py").exists():
+                    scan(entry, level + 1)
+                continue
+            suffix = next((s for s in suffixes if entry.name.endswith(s)), None)
+            if suffix is not None and entry.name[:-len(suffix)].isidentifier():
+                names.add(entry.name[:-len(suffix)])
+
+    scan(code_dir, 0)
+    return frozenset(names)

@@ -16,6 +16,12 @@ account and region, never from a source tree:
 - The function's timeout is enforced by killing the environment ("Task timed out after N.NN seconds").
 - Reserved concurrency is honoured: 0 throttles every call (429 TooManyRequestsException), N throttles the
   (N+1)th overlapping call.
+- Each invocation's log (START, the handler's own lines, END, REPORT) goes to CloudWatch Logs, group
+  `/aws/lambda/{name}` in the function's region, one stream per environment (see `cloudwatch_logs`).
+- A zip that brings its own copy of anything the fork server preloaded (boto3 and its dependencies) gets a
+  freshly spawned environment, so its copy wins as on AWS (see `lambda_process`).
+- Function states (Pending after create, an update InProgress) are `lambda_states`'; while an update is in
+  progress, calls run the previous code and configuration, and a Pending function refuses calls (strict).
 
 Invoke API: `POST /2015-03-31/functions/{name or ARN}/invocations` with InvocationType RequestResponse
 (200, X-Amz-Function-Error: Unhandled on errors, X-Amz-Log-Result with LogType=Tail), Event (202, runs in
@@ -47,13 +53,22 @@ from urllib.parse import unquote
 from werkzeug.wrappers import Response
 
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox.cloudwatch_logs import (
+    FunctionLogs,
+    LogEvent,
+    Report,
+    invocation_events,
+    log_group,
+    log_stream,
+    now_ms,
+)
 from multiregion.sandbox.lambda_process import (
     BOOTSTRAP,
-    PRELOADED,
     EnvironmentProcess,
     ForkServer,
     ProcessGone,
     SpawnedProcess,
+    top_level_modules,
 )
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>.+)/invocations/?$")
@@ -122,23 +137,40 @@ class WorkerExited(Exception):
     """The environment's process ended; the message says how ("exit status 1", "signal: 9")."""
 
 
+@dataclass
+class Transcript:
+    """What an environment logged around one invocation."""
+
+    init_output: list[LogEvent]  # its init phase's, on the first invocation only
+    output: list[LogEvent]
+    init_duration_ms: float | None
+    max_memory_mb: int
+
+
 class Worker:
     """One execution environment: a bootstrap process serving one invocation at a time over its pipes."""
 
-    def __init__(self, spec: FunctionSpec, process: EnvironmentProcess):
+    def __init__(self, spec: FunctionSpec, process: EnvironmentProcess, stream: str):
         self.spec, self.key, self.process = spec, spec.key, process
+        self.log_stream = stream
         self.last_used = time.monotonic()
         self.dead = False
         self._buf = bytearray()
+        self._init_output: list[LogEvent] = []
+        self._output: list[LogEvent] = []
+        self._init_duration_ms: float | None = None
+        self._max_memory_mb = 0
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def wait_ready(self, timeout: float) -> None:
-        message = self._read(time.monotonic() + timeout)
+        message = self._next(time.monotonic() + timeout)
         if not message.get("ready"):
             raise WorkerExited("the environment did not start")
+        self._init_output, self._output = self._output, []
+        self._init_duration_ms = float(message.get("init_duration_ms") or 0.0)
 
     def send(self, request: dict[str, Any]) -> None:
         """Hand over an invocation; WorkerExited if the process is gone (the handler never saw it)."""
@@ -150,7 +182,24 @@ class Worker:
 
     def receive(self, timeout: float) -> dict[str, Any]:
         """The handler's answer; TimeoutError after `timeout` seconds, WorkerExited if the process died."""
-        return self._read(time.monotonic() + timeout)
+        return self._next(time.monotonic() + timeout)
+
+    def transcript(self) -> Transcript:
+        """What the environment logged since the last call (its init too, the first time); consumed."""
+        taken = Transcript(self._init_output, self._output, self._init_duration_ms, self._max_memory_mb)
+        self._init_output, self._output, self._init_duration_ms = [], [], None
+        return taken
+
+    def _next(self, deadline: float) -> dict[str, Any]:
+        """The next protocol message that is not a log event; log events are kept for the transcript."""
+        while True:
+            message = self._read(deadline)
+            if "max_memory_mb" in message:
+                self._max_memory_mb = int(message["max_memory_mb"])
+            if "log" not in message:
+                return message
+            timestamp, text = message["log"]
+            self._output.append((int(timestamp), str(text)))
 
     def _read(self, deadline: float) -> dict[str, Any]:
         fd = self.process.stdout_fd
@@ -195,6 +244,8 @@ class LambdaRuntime(Extension):
         self._token_counter = count(1)
         self._root: Path | None = None
         self._extract_lock = threading.Lock()
+        self._modules: dict[Path, frozenset[str]] = {}  # per extracted zip: the modules it brings
+        self._logs = FunctionLogs(sandbox)
         # Outlives resets: it holds no function state, only preloaded libraries.
         self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
@@ -247,7 +298,9 @@ class LambdaRuntime(Extension):
     # ------------------------------------------------------------------ what other extensions call
 
     def function(self, function: str, region: str, qualifier: str | None = None) -> FunctionSpec:
-        """A snapshot of the deployed function (name, ARN or qualified ARN); InvokeError 404 if unknown."""
+        """What a call of the deployed function (name, ARN or qualified ARN) runs: a snapshot of it, or of its
+        previous code and configuration while an update is in progress. InvokeError when Lambda would refuse
+        the call (404 unknown, 409 Pending in strict mode)."""
         from moto.awslambda.exceptions import LambdaClientError
         from moto.awslambda.models import lambda_backends
 
@@ -258,16 +311,30 @@ class LambdaRuntime(Extension):
                 fn = lambda_backends[ACCOUNT_ID][region].get_function(function, qualifier)
             except LambdaClientError as exc:
                 raise InvokeError(exc.error_type, exc.message, exc.code) from None
-            token = self._tokens.get(fn)
-            if token is None:
-                token = self._tokens[fn] = next(self._token_counter)
-            reserved = fn.reserved_concurrency
-            return FunctionSpec(
-                arn=fn.function_arn, name=fn.function_name, region=region, version=str(fn.version),
-                handler=fn.handler or "", runtime=fn.run_time or "", code=bytes(fn.code_bytes or b""),
-                code_sha256=fn.code_sha_256, environment=tuple(sorted((fn.environment_vars or {}).items())),
-                timeout=float(fn.timeout), memory_size=int(fn.memory_size),
-                reserved_concurrency=None if reserved is None else int(reserved), token=token)
+            spec = self.spec_of(fn, region)
+            states = self._states()
+            return spec if states is None else states.for_invocation(fn, spec)
+
+    def spec_of(self, fn: Any, region: str) -> FunctionSpec:
+        """A snapshot of moto's function `fn` (the caller holds sandbox.lock)."""
+        token = self._tokens.get(fn)
+        if token is None:
+            token = self._tokens[fn] = next(self._token_counter)
+        reserved = fn.reserved_concurrency
+        return FunctionSpec(
+            arn=fn.function_arn, name=fn.function_name, region=region, version=str(fn.version),
+            handler=fn.handler or "", runtime=fn.run_time or "", code=bytes(fn.code_bytes or b""),
+            code_sha256=fn.code_sha_256, environment=tuple(sorted((fn.environment_vars or {}).items())),
+            timeout=float(fn.timeout), memory_size=int(fn.memory_size),
+            reserved_concurrency=None if reserved is None else int(reserved), token=token)
+
+    def _states(self) -> Any:
+        from multiregion.sandbox.lambda_states import FunctionStates
+
+        try:
+            return self.sandbox.extension(FunctionStates)
+        except LookupError:  # a sandbox built without it: functions are Active at once, as moto has them
+            return None
 
     def invoke(self, function: str, region: str, payload: bytes, qualifier: str | None = None) -> InvokeResult:
         """Run the function synchronously (RequestResponse). Raises InvokeError when Lambda would refuse."""
@@ -280,6 +347,9 @@ class LambdaRuntime(Extension):
         request_id = str(uuid.uuid4())
         deadline_ms = int((time.time() + spec.timeout) * 1000)
         request = {"request_id": request_id, "event": payload.decode(), "deadline_ms": deadline_ms, "arn": spec.arn}
+        started_ms = now_ms()
+        answer: dict[str, Any] | None = None
+        status: str | None = None
         worker, generation = self._acquire(spec)
         try:
             if worker is None:
@@ -288,22 +358,44 @@ class LambdaRuntime(Extension):
             answer = worker.receive(spec.timeout)
             if answer.get("fatal"):  # the init failed: AWS starts a fresh environment for the next call
                 worker.kill()
+            result = InvokeResult(payload=answer["payload"].encode(), request_id=request_id,
+                                  function_error=None if answer.get("ok") else "Unhandled",
+                                  executed_version=spec.version)
         except TimeoutError:
             assert worker is not None
             worker.kill()
-            return self._failure(spec, request_id, "Sandbox.Timedout",
-                                 f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds")
+            status = "timeout"
+            result = self._failure(spec, request_id, "Sandbox.Timedout",
+                                   f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds")
         except WorkerExited as exc:
-            return self._failure(spec, request_id, "Runtime.ExitError",
-                                 f"RequestId: {request_id} Error: Runtime exited with error: {exc}")
+            status = "error"
+            result = self._failure(spec, request_id, "Runtime.ExitError",
+                                   f"RequestId: {request_id} Error: Runtime exited with error: {exc}")
         finally:
+            # Taken before the environment can serve another call.
+            transcript = worker.transcript() if worker is not None else None
+            stream = worker.log_stream if worker is not None else ""
             self._release(spec, worker, generation)
-        logs = (f"START RequestId: {request_id} Version: {spec.version}\n{answer.get('logs', '')}"
-                f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: "
-                f"{answer.get('duration_ms', 0)} ms\tMemory Size: {spec.memory_size} MB\t\n")
-        return InvokeResult(payload=answer["payload"].encode(), request_id=request_id, logs=logs,
-                            function_error=None if answer.get("ok") else "Unhandled",
-                            executed_version=spec.version)
+        if transcript is not None:
+            self._log(spec, stream, result, started_ms, transcript, answer, status)
+        return result
+
+    def _log(self, spec: FunctionSpec, stream: str, result: InvokeResult, started_ms: int, transcript: Transcript,
+             answer: dict[str, Any] | None, status: str | None) -> None:
+        """The invocation's log: in the result (for LogType=Tail) and in CloudWatch Logs."""
+        output = list(transcript.output)
+        if status is not None:
+            output.append((now_ms(), json.loads(result.payload)["errorMessage"] + "\n"))
+        duration = float(answer["duration_ms"]) if answer is not None else float(now_ms() - started_ms)
+        report = Report(result.request_id, duration, spec.memory_size, transcript.max_memory_mb,
+                        transcript.init_duration_ms, status)
+        events = invocation_events(result.request_id, spec.version, started_ms, output, report)
+        result.logs = "".join(message for _, message in events)
+        try:
+            self._logs.put(spec.region, log_group(spec.name), stream, transcript.init_output + events)
+        except Exception as exc:  # noqa: BLE001 - on AWS too a call succeeds whether or not its log is written
+            print(f"sandbox lambda: the log of {spec.name} was not written: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
 
     def _hand_over(self, spec: FunctionSpec, worker: Worker, request: dict[str, Any]) -> Worker:
         """Send the call; a warm environment that died while idle is replaced once, as it never saw the call."""
@@ -319,9 +411,8 @@ class LambdaRuntime(Extension):
     @staticmethod
     def _failure(spec: FunctionSpec, request_id: str, error_type: str, message: str) -> InvokeResult:
         payload = json.dumps({"errorType": error_type, "errorMessage": message})
-        logs = f"START RequestId: {request_id} Version: {spec.version}\n{message}\nEND RequestId: {request_id}\n"
         return InvokeResult(payload=payload.encode(), request_id=request_id, function_error="Unhandled",
-                            executed_version=spec.version, logs=logs)
+                            executed_version=spec.version)
 
     def environments(self, function_arn: str) -> list[int]:
         """The process ids of the idle warm environments of a function (for tests and status)."""
@@ -386,7 +477,7 @@ class LambdaRuntime(Extension):
         code_dir = self._code_dir(spec)
         env = self._env(spec, code_dir)
         try:
-            worker = Worker(spec, self._launch(env, code_dir))
+            worker = Worker(spec, self._launch(env, code_dir), env["AWS_LAMBDA_LOG_STREAM_NAME"])
         except (OSError, ProcessGone) as exc:
             raise InvokeError("ServiceException", f"Could not start an execution environment for {spec.name}: "
                                                   f"{exc}", 500) from None
@@ -402,13 +493,21 @@ class LambdaRuntime(Extension):
 
     def _launch(self, env: dict[str, str], code_dir: Path) -> EnvironmentProcess:
         """Fork from the warm fork server, unless the zip brings its own copy of what that server preloaded."""
-        if not ForkServer.usable() or any((code_dir / name).exists() for name in PRELOADED):
+        if not ForkServer.usable():
+            return SpawnedProcess(env, code_dir)
+        if self._running_fork_server().preloaded & self._modules_of(code_dir):
             return SpawnedProcess(env, code_dir)
         try:
             return self._running_fork_server().spawn(env, code_dir)
         except ProcessGone:  # it died under us: once more with a new one
             self._close_fork_server()
             return self._running_fork_server().spawn(env, code_dir)
+
+    def _modules_of(self, code_dir: Path) -> frozenset[str]:
+        with self._extract_lock:
+            if code_dir not in self._modules:
+                self._modules[code_dir] = top_level_modules(code_dir)
+            return self._modules[code_dir]
 
     def _running_fork_server(self) -> ForkServer:
         with self._fork_lock:
@@ -437,8 +536,8 @@ class LambdaRuntime(Extension):
             "AWS_REGION": region, "AWS_DEFAULT_REGION": region, "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": log_group(spec.name),
+            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream(spec.version),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
             "AWS_ENDPOINT_URL": self.sandbox.url,
@@ -504,6 +603,7 @@ class LambdaRuntime(Extension):
             worker.kill()
         with self._extract_lock:
             root, self._root = self._root, None
+            self._modules.clear()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -169,10 +169,11 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.apigateway_domains import RegionalDomains
     from multiregion.sandbox.dynamodb import GlobalTables
     from multiregion.sandbox.lambda_runtime import LambdaRuntime
+    from multiregion.sandbox.lambda_states import FunctionStates
     from multiregion.sandbox.route53 import route53_extensions
 
-    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), LambdaRuntime(sandbox),
-            ApiDataPlane(sandbox), *route53_extensions(sandbox)]
+    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), FunctionStates(sandbox),
+            LambdaRuntime(sandbox), ApiDataPlane(sandbox), *route53_extensions(sandbox)]
 
 
 class ControlEndpoints(Extension):
