@@ -41,7 +41,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
                       "DeleteCertificate"}),
     "apigateway": frozenset({"CreateRestApi", "CreateDeployment", "CreateDomainName", "GetDomainName",
                              "GetDomainNames", "UpdateDomainName", "DeleteDomainName", "GetBasePathMappings"}),
-    "lambda": frozenset({"Invoke"}),
+    "lambda": frozenset({"Invoke", "CreateFunction", "GetFunction", "GetFunctionConfiguration", "ListFunctions"}),
     "route53": frozenset({
         "CreateHostedZone", "ChangeResourceRecordSets", "TestDNSAnswer",
         "CreateHealthCheck", "ListHealthChecks", "UpdateHealthCheck", "DeleteHealthCheck", "GetHealthCheckStatus",
@@ -51,6 +51,9 @@ OPERATIONS: dict[str, frozenset[str]] = {
         "ListTrafficPolicyInstances", "ListTrafficPolicyInstancesByHostedZone", "ListTrafficPolicyInstancesByPolicy",
         "GetTrafficPolicyInstanceCount"}),
 }
+# Answered by moto and only watched by the layer (passed through byte for byte): CreateRole is noted so
+# that Lambda can refuse a role that has not propagated yet.
+OBSERVED: frozenset[tuple[str, str]] = frozenset({("iam", "CreateRole")})
 # Services the sweep sends through the extensions: the ones above, and others the tool and its functions
 # call, which must all pass to moto.
 SWEPT = (*OPERATIONS, "dynamodbstreams", "iam", "sts", "resourcegroupstaggingapi", "apigatewayv2")
@@ -179,6 +182,9 @@ class Driver:
             FunctionName="wire", Runtime="python3.12", Role=role, Handler="app.handler",
             Code={"ZipFile": zip_of({"app.py": FUNCTION})})["FunctionArn"]
         lam = self.c("lambda", region)
+        lam.get_function(FunctionName="wire")
+        lam.get_function_configuration(FunctionName="wire")
+        lam.list_functions()
         lam.invoke(FunctionName="wire", Payload=b"{}", LogType="Tail")
         lam.invoke(FunctionName="wire", Payload=json.dumps({"fail": True}))
         lam.invoke(FunctionName="wire", InvocationType="Event", Payload=b"{}")
@@ -371,7 +377,8 @@ def test_every_operation_the_layer_answers_is_listed(sandbox: Sandbox) -> None:
     world = _sweep_world(sandbox)
     claimed = _claimed_operations(sandbox, world)
     listed = {(s, o) for s, ops in OPERATIONS.items() for o in ops}
-    assert not claimed - listed, f"answered by the sandbox's layer but not checked here: {sorted(claimed - listed)}"
+    unlisted = claimed - listed - OBSERVED
+    assert not unlisted, f"answered by the sandbox's layer but not checked here: {sorted(unlisted)}"
     assert not listed - claimed, f"listed but answered by moto alone: {sorted(listed - claimed)}"
 
 
@@ -559,4 +566,4 @@ def test_sweep_requests_reach_the_extensions_as_clients_send_them(sandbox: Sandb
     world = SweepWorld(pending_certificate=f"arn:aws:acm:us-east-1:{ACCOUNT_ID}:certificate/{uuid.uuid4()}",
                        domain="none.example.com")
     claimed = _claimed_operations(sandbox, world)
-    assert ("route53", "TestDNSAnswer") in claimed and ("iam", "CreateRole") not in claimed
+    assert ("route53", "TestDNSAnswer") in claimed and ("iam", "GetRole") not in claimed

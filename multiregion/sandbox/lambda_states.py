@@ -149,7 +149,7 @@ class FunctionStates(Extension):
             body = resp.json()
             fn = self._latest(region, str(body.get("FunctionArn", "")), None)
             if fn is None:
-                return resp.response()
+                return self._answer(resp, body)
             progress = self._progress[fn] = Progress(created=self.clock())
         # AWS's answer to CreateFunction is always Pending, however short provisioning turns out to be.
         return self._answer(resp, self._view(body, progress, pending=True))
@@ -159,10 +159,11 @@ class FunctionStates(Extension):
         with self.sandbox.lock:
             resp = self.forward(req)
             progress = self._progress_of(region, function, qualifier) if resp.status == 200 else None
-        if progress is None:
+        if resp.status != 200:
             return resp.response()
         body = resp.json()
-        self._view(body.get("Configuration", {}) if nested else body, progress)
+        if progress is not None:
+            self._view(body.get("Configuration", {}) if nested else body, progress)
         return self._answer(resp, body)
 
     def _update(self, req: SandboxRequest, region: str, function: str, qualifier: str | None,
@@ -284,7 +285,16 @@ class FunctionStates(Extension):
 
     @staticmethod
     def _answer(resp: Forwarded, body: dict[str, Any]) -> Response:
-        return resp.response(json.dumps(body).encode())
+        # moto writes absent members as null; AWS (and botocore's serializers) leave them out.
+        return resp.response(json.dumps(_without_nulls(body)).encode())
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _unqualified(fn: Any) -> str:
