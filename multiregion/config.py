@@ -1,13 +1,18 @@
 """The stack's configuration: one YAML file, validated into frozen objects before anything runs.
 
-Every problem is reported as a `ConfigError` naming the YAML path, the reason and a hint. Validation makes
-no AWS call: it must be safe to run on a machine without credentials.
+The file's shape is described once, as data (`MODEL`, a tree of `Spec`s): the same description validates
+a file (every problem a `ConfigError` naming the YAML path, the reason and a hint) and is printed as a
+JSON Schema (`multiregion schema`) for editors, so the two cannot drift. Checks that look at several
+values at once (the domain inside its zone, a handler inside the app's source) follow the structural
+ones. Validation makes no AWS call: it must be safe on a machine without credentials. It reads the app's
+source files (to check that each handler exists) but never runs them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +26,28 @@ CONFIG_ENV = "MULTIREGION_CONFIG"
 
 ROUTING_MODES = ("traffic-policy", "latency-records")
 HEALTH_CHECK_INTERVALS = (10, 30)
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-_TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_STAGE_RE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+RUNTIMES = ("python3.12", "python3.13", "python3.14")
+OLD_RUNTIMES = ("python3.8", "python3.9", "python3.10", "python3.11")
+ARCHITECTURES = ("x86_64", "arm64")
+TABLE_ACCESS = ("read", "write", "none")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
+AUTH_MODES = ("none", "api-key")
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+# Lambda sets these itself; a function may not (reserved environment variables, Lambda developer guide).
+RESERVED_ENV = re.compile(r"^(AWS_.*|LAMBDA_.*|_HANDLER|_X_AMZN_TRACE_ID|TZ|LANG|PATH|LD_LIBRARY_PATH|PYTHONPATH)$")
+# Set by the tool for every function.
+TOOL_ENV = ("TABLE_NAME", "HASH_KEY", "STATUS", "DEEP_CHECK", "CORS_ORIGINS")
+
+_NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_TABLE_RE = r"^[A-Za-z0-9_.-]{3,255}$"
+_STAGE_RE = r"^[A-Za-z0-9_]{1,128}$"
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_ATTRIBUTE_RE = r"^[A-Za-z0-9_.-]+$"
+_ENDPOINT_RE = re.compile(r"^https?://(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>[^/]*))?/?$")
+_PATH_PART_RE = re.compile(r"^([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\}|\{proxy\+\})$")
+_COMPONENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,24}$")
 
 
 class ConfigError(Exception):
@@ -41,6 +64,304 @@ class ConfigError(Exception):
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
 
+# ------------------------------------------------------------------------------------------------ model
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One node of the config file's shape: a value's kind, its limits, its default and its help."""
+
+    kind: str  # string | integer | boolean | list | mapping (fixed keys) | map (any key -> values) | any
+    help: str = ""
+    default: Any = None
+    required: bool = False
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[Any, ...] = ()
+    choice_reason: str = ""  # "unknown routing mode": the reason given for a value outside `choices`
+    pattern: str | None = None
+    pattern_reason: str = ""
+    hint: str = ""
+    max_bytes: int | None = None
+    items: Spec | None = None
+    fields: Mapping[str, Spec] = field(default_factory=dict)
+    values: Spec | None = None
+    unique: bool = False
+    non_empty: bool = False
+    one_or_many: bool = False  # a list that may be written as a single value
+
+
+def string(help: str, **kw: Any) -> Spec:
+    return Spec("string", help, **kw)
+
+
+def integer(help: str, **kw: Any) -> Spec:
+    return Spec("integer", help, **kw)
+
+
+def boolean(help: str, default: bool = False) -> Spec:
+    return Spec("boolean", help, default=default)
+
+
+def section(help: str, fields: Mapping[str, Spec], required: bool = False) -> Spec:
+    return Spec("mapping", help, fields=fields, required=required)
+
+
+ROUTE = section("One route of the API and the handler behind it.", {
+    "method": string("HTTP method.", required=True, choices=HTTP_METHODS, choice_reason="unknown HTTP method"),
+    "path": string("Resource path, e.g. /orders or /orders/{id}.", required=True),
+    "handler": string("module.function in the app's source, e.g. orders.create.", required=True),
+    "table": string("What the function may do on the table, in its own region only.", default="none",
+                    choices=TABLE_ACCESS, choice_reason="unknown table access",
+                    hint="read = GetItem/Query, write = PutItem/UpdateItem/DeleteItem, none = no table access"),
+    "name": string("The function's name after `{service}-` (default: from the handler).",
+                   pattern=_COMPONENT_RE.pattern, pattern_reason="is not a function name",
+                   hint="use 1-25 lowercase letters, digits and dashes, starting with a letter"),
+})
+
+MODEL = section("A multiregion stack.", {
+    "service": string("Prefix of every resource name; the stack's identity.", required=True,
+                      pattern=_NAME_RE, pattern_reason="is not a valid service name",
+                      hint="use 2-32 lowercase letters, digits and dashes, starting with a letter"),
+    "regions": Spec("list", "AWS regions; the first one is the primary.", required=True, non_empty=True,
+                    unique=True, one_or_many=True,
+                    items=string("An AWS region code.", choices=tuple(REGIONS), choice_reason="unknown region")),
+    "endpoint": string("aws (default), sandbox, or an http(s):// URL such as LocalStack's.", default="aws"),
+    "table": section("The DynamoDB global table.", {
+        "name": string("Table name (default: the service).", pattern=_TABLE_RE,
+                       pattern_reason="is not a valid DynamoDB table name",
+                       hint="use 3-255 characters from A-Z a-z 0-9 _ - ."),
+        "hash_key": string("The partition key attribute (a string).", default="id", pattern=_ATTRIBUTE_RE,
+                           pattern_reason="is not a DynamoDB attribute name", max_bytes=255,
+                           hint="use letters, digits, _ - . (at most 255 bytes)"),
+    }),
+    "functions": section("Settings of the built-in item API's functions (see app for your own).", {
+        "memory": integer("Memory in MB.", default=256, low=128, high=10240),
+        "timeout": integer("Timeout in seconds (API Gateway waits at most 29).", default=10, low=1, high=29),
+    }),
+    "app": section("Your own code: one Lambda function per route (without it, the built-in item API).", {
+        "source": string("Directory of Python modules, relative to this file.", required=True),
+        "requirements": string("requirements.txt vendored into each zip (wheels for Lambda only)."),
+        "runtime": string("Lambda Python runtime.", default="python3.12", choices=RUNTIMES,
+                          choice_reason="is not a supported Lambda runtime"),
+        "architecture": string("Lambda architecture.", default="x86_64", choices=ARCHITECTURES,
+                               choice_reason="is not a Lambda architecture"),
+        "routes": Spec("list", "The API's routes.", required=True, non_empty=True, items=ROUTE),
+        "include": Spec("list", "Extra files (globs) put into every function's zip.", items=string("A glob.")),
+        "environment": Spec("map", "Environment variables of every function.", values=string("A value.")),
+        "memory": integer("Memory in MB.", default=256, low=128, high=10240),
+        "timeout": integer("Timeout in seconds (API Gateway waits at most 29).", default=10, low=1, high=29),
+        "log_retention_days": integer("Retention of each function's log group.", default=30,
+                                      choices=LOG_RETENTION_DAYS, choice_reason="is not a CloudWatch Logs retention"),
+    }),
+    "api": section("The regional REST API of every region.", {
+        "stage": string("Stage name.", default="prod", pattern=_STAGE_RE,
+                        pattern_reason="is not a valid API Gateway stage name",
+                        hint="use letters, digits and underscores"),
+        "throttle": section("Stage throttling (requests per second, and burst).", {
+            "rate": integer("Steady requests per second.", required=True, low=1, high=10000),
+            "burst": integer("Burst size.", required=True, low=1, high=5000),
+        }),
+        "auth": string("none, or api-key (a usage plan and one key, shown by `status`).", default="none",
+                       choices=AUTH_MODES, choice_reason="unknown auth mode"),
+        "cors": section("Cross-origin requests from browsers.", {
+            "origins": Spec("list", "Allowed origins, e.g. https://app.example.com, or *.", required=True,
+                            non_empty=True, items=string("An origin.")),
+        }),
+    }),
+    "domain": section("The one global DNS name.", {
+        "name": string("The global name, e.g. api.example.com.", required=True),
+        "hosted_zone": string("The public hosted zone holding it: a DNS name or a zone id.", required=True),
+        "create_zone": boolean("Create the zone if it is missing (delegate it from the registrar then)."),
+    }, required=True),
+    "health_check": section("The Route 53 health check of every region.", {
+        "interval": integer("Seconds between checks: 10 or 30.", default=30, choices=HEALTH_CHECK_INTERVALS,
+                            choice_reason="is not a Route 53 request interval",
+                            hint="Route 53 checks every 10 or 30 seconds"),
+        "failure_threshold": integer("Consecutive failures before a checker calls it unhealthy.", default=3,
+                                     low=1, high=10),
+        "deep": boolean("The health function also reads the table (a region whose table fails is unhealthy)."),
+    }),
+    "routing": section("How the global name picks a region.", {
+        "mode": string("traffic-policy ($50 a month per policy record) or latency-records.",
+                       default="traffic-policy", choices=ROUTING_MODES, choice_reason="unknown routing mode"),
+        "ttl": integer("TTL of the answers, in seconds.", default=60, low=0, high=2147483647),
+    }),
+    "drill": section("What failover-test writes and reads (default: the built-in item API's routes).", {
+        "write": string("The route that writes, e.g. 'POST /orders'.", required=True),
+        "read": string("The route that reads one item, e.g. 'GET /orders/{id}'.", required=True),
+        "body": Spec("map", "Extra fields of each write's JSON body.", values=Spec("any")),
+        "id_field": string("The body field holding the item's id.", default="id"),
+    }),
+})
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "a string", int: "a number", float: "a number", list: "a list", dict: "a mapping",
+            type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _sub(path: str, key: str) -> str:
+    return key if path == "(top level)" else f"{path}.{key}"
+
+
+def check(spec: Spec, value: Any, path: str) -> Any:
+    """The value validated against `spec`, defaults filled in for mappings; ConfigError otherwise."""
+    if spec.kind == "mapping":
+        return _check_mapping(spec, value, path)
+    if spec.kind == "list":
+        return _check_list(spec, value, path)
+    if spec.kind == "map":
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping, not {_type_name(value)}")
+        return {str(k): check(spec.values or Spec("any"), v, f"{path}.{k}") for k, v in value.items()}
+    if spec.kind == "string":
+        return _check_string(spec, value, path)
+    if spec.kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"must be a whole number, not {value!r}", spec.hint)
+        _check_choice(spec, value, path)
+        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+            raise ConfigError(path, f"{value} is out of range", f"use a value from {spec.low} to {spec.high}")
+        return value
+    if spec.kind == "boolean":
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be true or false, not {value!r}")
+        return value
+    return value
+
+
+def _check_mapping(spec: Spec, value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"must be a mapping, not {_type_name(value)}",
+                          "see config.yaml in the project for an example")
+    for key in value:
+        if key not in spec.fields:
+            raise ConfigError(_sub(path, str(key)), "unknown key", f"known keys here: {', '.join(spec.fields)}")
+    out: dict[str, Any] = {}
+    for key, sub in spec.fields.items():
+        present = value.get(key)
+        if present is None:
+            if sub.required:
+                raise ConfigError(_sub(path, key), "is required", "see config.yaml for an example")
+            out[key] = _check_mapping(sub, {}, _sub(path, key)) if sub.kind == "mapping" and not \
+                any(f.required for f in sub.fields.values()) and key not in OPTIONAL_SECTIONS else sub.default
+            continue
+        out[key] = check(sub, present, _sub(path, key))
+    return out
+
+
+# Sections whose absence means "not used" (None), not "all defaults".
+OPTIONAL_SECTIONS = ("app", "throttle", "cors", "drill")
+
+
+def _check_list(spec: Spec, value: Any, path: str) -> list[Any]:
+    if spec.one_or_many and isinstance(value, str):
+        value = [value]  # `regions: us-east-1` is a list of one
+    if not isinstance(value, list) or (spec.non_empty and not value):
+        what = "a non-empty list" if spec.non_empty else "a list"
+        raise ConfigError(path, f"must be {what}", "for example: regions: [eu-west-1, us-east-1]"
+                          if path == "regions" else "write a YAML list: [a, b] or one '- item' per line")
+    items = [check(spec.items or Spec("any"), item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if spec.unique:
+        for i, item in enumerate(items):
+            if item in items[:i]:
+                raise ConfigError(f"{path}[{i}]", f"{item!r} is listed twice",
+                                  "list each region once; the first one is the primary")
+    return items
+
+
+def _check_string(spec: Spec, value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        if spec.choices:
+            raise ConfigError(path, f"{spec.choice_reason or 'unknown value'} {value!r}",
+                              f"use one of: {', '.join(map(str, spec.choices))}")
+        raise ConfigError(path, f"must be a non-empty string, not {value!r}", spec.hint)
+    text = value.strip()
+    _check_choice(spec, text, path)
+    if spec.pattern and not re.match(spec.pattern, text):
+        raise ConfigError(path, f"{text!r} {spec.pattern_reason or 'is not valid here'}", spec.hint)
+    if spec.max_bytes is not None and len(text.encode("utf-8")) > spec.max_bytes:
+        raise ConfigError(path, f"is {len(text.encode('utf-8'))} bytes long, more than {spec.max_bytes}",
+                          spec.hint)
+    return text
+
+
+def _check_choice(spec: Spec, value: Any, path: str) -> None:
+    if spec.choices and value not in spec.choices:
+        reason = spec.choice_reason or "unknown value"
+        shown = ", ".join(map(str, spec.choices)) if len(spec.choices) <= 25 else \
+            f"{', '.join(map(str, spec.choices[:25]))}, ..."
+        if path.startswith("regions"):
+            shown = ", ".join(sorted(map(str, spec.choices)))
+        prefix = f"{reason} {value!r}" if reason.startswith("unknown") else f"{value!r} {reason}"
+        if spec.kind == "integer" and not reason.startswith("unknown"):
+            prefix = f"{value} {reason}"
+        hint = spec.hint or f"use one of: {shown}"
+        if value in OLD_RUNTIMES:
+            hint = f"{value} is older than the runtimes AWS keeps current (python3.9 is deprecated since " \
+                   f"2025-12-15): use one of {', '.join(RUNTIMES)}"
+        raise ConfigError(path, prefix, hint if not path.startswith("regions") else f"known regions: {shown}")
+
+
+def json_schema() -> dict[str, Any]:
+    """The config file's JSON Schema (draft 2020-12), from the same model that validates it."""
+    schema = _schema_of(MODEL)
+    schema.update({"$schema": "https://json-schema.org/draft/2020-12/schema",
+                   "$id": "https://multiregion.dev/schema/config.json", "title": "multiregion config.yaml"})
+    return schema
+
+
+def _schema_of(spec: Spec) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": spec.help} if spec.help else {}
+    if spec.kind == "mapping":
+        out.update(type="object", additionalProperties=False,
+                   properties={k: _schema_of(v) for k, v in spec.fields.items()})
+        required = [k for k, v in spec.fields.items() if v.required]
+        if required:
+            out["required"] = required
+    elif spec.kind == "list":
+        items = _schema_of(spec.items or Spec("any"))
+        array: dict[str, Any] = {"type": "array", "items": items}
+        if spec.non_empty:
+            array["minItems"] = 1
+        if spec.unique:
+            array["uniqueItems"] = True
+        if spec.one_or_many:
+            out["oneOf"] = [array, items]
+        else:
+            out.update(array)
+    elif spec.kind == "map":
+        out.update(type="object", additionalProperties=_schema_of(spec.values or Spec("any")))
+    elif spec.kind == "string":
+        out["type"] = "string"
+        if spec.choices:
+            out["enum"] = list(spec.choices)
+        if spec.pattern:
+            out["pattern"] = spec.pattern
+        out["minLength"] = 1
+    elif spec.kind == "integer":
+        out["type"] = "integer"
+        if spec.choices:
+            out["enum"] = list(spec.choices)
+        if spec.low is not None:
+            out["minimum"] = spec.low
+        if spec.high is not None:
+            out["maximum"] = spec.high
+    elif spec.kind == "boolean":
+        out["type"] = "boolean"
+    if spec.default is not None and spec.kind not in ("mapping", "list"):
+        out["default"] = spec.default
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the objects
+
+
 @dataclass(frozen=True)
 class TableConfig:
     name: str
@@ -54,8 +375,17 @@ class FunctionsConfig:
 
 
 @dataclass(frozen=True)
+class ThrottleConfig:
+    rate: int
+    burst: int
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     stage: str = "prod"
+    throttle: ThrottleConfig | None = None
+    auth: str = "none"
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,12 +399,48 @@ class DomainConfig:
 class HealthCheckConfig:
     interval: int = 30
     failure_threshold: int = 3
+    deep: bool = False
 
 
 @dataclass(frozen=True)
 class RoutingConfig:
     mode: str = "traffic-policy"
     ttl: int = 60
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    method: str
+    path: str
+    handler: str
+    table: str = "none"
+    name: str = ""  # the function's component name
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    source: Path
+    routes: tuple[RouteConfig, ...]
+    requirements: Path | None = None
+    runtime: str = "python3.12"
+    architecture: str = "x86_64"
+    include: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    memory: int = 256
+    timeout: int = 10
+    log_retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class DrillConfig:
+    write: tuple[str, str] = ("POST", "/item")
+    read: tuple[str, str] = ("GET", "/item/{id}")
+    body: tuple[tuple[str, Any], ...] = ()
+    id_field: str = "id"
 
 
 @dataclass(frozen=True)
@@ -88,6 +454,8 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    app: AppConfig | None = None
+    drill: DrillConfig = field(default_factory=DrillConfig)
     source: str | None = None
 
     @property
@@ -113,116 +481,73 @@ def config_path(explicit: str | None) -> Path:
 def load_config(path: str | os.PathLike[str]) -> Config:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(
-            "(file)", f"no configuration file at {p}", f"pass --config PATH or set {CONFIG_ENV}"
-        )
+        raise ConfigError("(file)", f"no configuration file at {p}", f"pass --config PATH or set {CONFIG_ENV}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"line {line}", f"not UTF-8 text (byte 0x{p.read_bytes()[exc.start]:02x} at offset "
+                          f"{exc.start})", "save the file as UTF-8", source=str(p)) from None
+    except OSError as exc:
+        raise ConfigError("(file)", f"cannot read {p}: {exc.strerror}", source=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", source=str(p)) from None
     try:
-        return parse_config(data, source=str(p))
+        return parse_config(data, source=str(p), base_dir=p.resolve().parent)
     except ConfigError as exc:
         exc.source = str(p)
         raise
 
 
-def parse_config(data: Any, source: str | None = None) -> Config:
-    top = _Mapping(data, "(top level)")
-    top.only("service", "regions", "endpoint", "table", "functions", "api", "domain", "health_check",
-             "routing")
-
-    service = top.string("service", required=True)
-    if not _NAME_RE.match(service):
-        raise ConfigError("service", f"{service!r} is not a valid service name",
-                          "use 2-32 lowercase letters, digits and dashes, starting with a letter")
-
-    regions = _regions(top.get("regions", required=True))
-    endpoint = _endpoint(top.string("endpoint", default="aws"))
-
-    table_m = top.mapping("table")
-    table_m.only("name", "hash_key")
-    table = TableConfig(
-        name=table_m.string("table.name", key="name", default=service),
-        hash_key=table_m.string("table.hash_key", key="hash_key", default="id"),
-    )
-    if not _TABLE_RE.match(table.name):
-        raise ConfigError("table.name", f"{table.name!r} is not a valid DynamoDB table name",
+def parse_config(data: Any, source: str | None = None, base_dir: Path | None = None) -> Config:
+    raw = check(MODEL, data, "(top level)")
+    service = raw["service"]
+    table, functions, api_raw = raw["table"], raw["functions"], raw["api"]
+    throttle = api_raw["throttle"]
+    cors = api_raw["cors"]
+    api = ApiConfig(stage=api_raw["stage"], auth=api_raw["auth"],
+                    throttle=ThrottleConfig(throttle["rate"], throttle["burst"]) if throttle else None,
+                    cors_origins=tuple(cors["origins"]) if cors else ())
+    if api.throttle and api.throttle.burst < 1:
+        raise ConfigError("api.throttle.burst", "must be at least 1")
+    hc = raw["health_check"]
+    app = _app(raw["app"], base_dir or Path.cwd()) if raw["app"] else None
+    routing = raw["routing"]
+    config = Config(
+        service=service, regions=tuple(raw["regions"]), endpoint=_endpoint(raw["endpoint"]),
+        table=TableConfig(name=table["name"] or service, hash_key=table["hash_key"]),
+        functions=FunctionsConfig(functions["memory"], functions["timeout"]), api=api,
+        domain=_domain(raw["domain"]),
+        health_check=HealthCheckConfig(hc["interval"], hc["failure_threshold"], hc["deep"]),
+        routing=RoutingConfig(routing["mode"], routing["ttl"]), app=app,
+        drill=_drill(raw["drill"], app), source=source)
+    if not re.match(_TABLE_RE, config.table.name):
+        raise ConfigError("table.name", f"{config.table.name!r} is not a valid DynamoDB table name",
                           "use 3-255 characters from A-Z a-z 0-9 _ - .")
-
-    fn_m = top.mapping("functions")
-    fn_m.only("memory", "timeout")
-    functions = FunctionsConfig(
-        memory=fn_m.integer("functions.memory", "memory", 256, 128, 10240),
-        timeout=fn_m.integer("functions.timeout", "timeout", 10, 1, 29),
-    )
-
-    api_m = top.mapping("api")
-    api_m.only("stage")
-    api = ApiConfig(stage=api_m.string("api.stage", key="stage", default="prod"))
-    if not _STAGE_RE.match(api.stage):
-        raise ConfigError("api.stage", f"{api.stage!r} is not a valid API Gateway stage name",
-                          "use letters, digits and underscores")
-
-    domain = _domain(top.mapping("domain", required=True))
-
-    hc_m = top.mapping("health_check")
-    hc_m.only("interval", "failure_threshold")
-    interval = hc_m.integer("health_check.interval", "interval", 30)
-    if interval not in HEALTH_CHECK_INTERVALS:
-        raise ConfigError("health_check.interval", f"{interval} is not a Route 53 request interval",
-                          "Route 53 checks every 10 or 30 seconds")
-    health_check = HealthCheckConfig(
-        interval=interval,
-        failure_threshold=hc_m.integer("health_check.failure_threshold", "failure_threshold", 3, 1, 10),
-    )
-
-    rt_m = top.mapping("routing")
-    rt_m.only("mode", "ttl")
-    mode = rt_m.string("routing.mode", key="mode", default="traffic-policy")
-    if mode not in ROUTING_MODES:
-        raise ConfigError("routing.mode", f"unknown routing mode {mode!r}",
-                          f"use one of: {', '.join(ROUTING_MODES)}")
-    routing = RoutingConfig(mode=mode, ttl=rt_m.integer("routing.ttl", "ttl", 60, 0, 2147483647))
-
-    return Config(service=service, regions=regions, endpoint=endpoint, table=table, functions=functions,
-                  api=api, domain=domain, health_check=health_check, routing=routing, source=source)
-
-
-def _regions(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise ConfigError("regions", "must be a non-empty list of AWS region codes",
-                          "for example: regions: [eu-west-1, us-east-1]")
-    seen: list[str] = []
-    for i, region in enumerate(value):
-        if not isinstance(region, str) or region not in REGIONS:
-            raise ConfigError(f"regions[{i}]", f"unknown region {region!r}",
-                              f"known regions: {', '.join(sorted(REGIONS))}")
-        if region in seen:
-            raise ConfigError(f"regions[{i}]", f"region {region!r} is listed twice",
-                              "list each region once; the first one is the primary")
-        seen.append(region)
-    return tuple(seen)
+    return config
 
 
 def _endpoint(value: str) -> str:
     if value in ("aws", "sandbox"):
         return value
-    if re.match(r"^https?://[^\s/]+(:\d+)?/?$", value):
+    match = _ENDPOINT_RE.match(value)
+    if match:
+        port = match.group("port")
+        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError("endpoint", f"{value!r} has no valid port ({port!r})",
+                              "a port is a number from 1 to 65535, e.g. http://127.0.0.1:4566")
         return value.rstrip("/")
     raise ConfigError("endpoint", f"{value!r} is not an endpoint",
                       "use 'aws', 'sandbox', or an http(s):// URL such as http://127.0.0.1:4566")
 
 
-def _domain(m: _Mapping) -> DomainConfig:
-    m.only("name", "hosted_zone", "create_zone")
-    name = _dns_name(m.string("domain.name", key="name", required=True), "domain.name")
-    zone = m.string("domain.hosted_zone", key="hosted_zone", required=True)
-    create = m.boolean("domain.create_zone", "create_zone", False)
+def _domain(raw: dict[str, Any]) -> DomainConfig:
+    name = _dns_name(raw["name"], "domain.name")
+    zone, create = raw["hosted_zone"], raw["create_zone"]
     if not _is_zone_id(zone):
         zone = _dns_name(zone, "domain.hosted_zone")
         if not (name == zone or name.endswith("." + zone)):
@@ -254,60 +579,110 @@ def _dns_name(value: str, path: str) -> str:
     return name
 
 
-class _Mapping:
-    """A YAML mapping being validated; remembers its path so every error can name it."""
+# --------------------------------------------------------------------------------------------------- app
 
-    def __init__(self, data: Any, path: str):
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(path, f"must be a mapping, not {type(data).__name__}",
-                              "see config.yaml in the project for an example")
-        self.data, self.path = data, path
 
-    def _sub(self, key: str) -> str:
-        return key if self.path == "(top level)" else f"{self.path}.{key}"
+def component_of(handler: str) -> str:
+    """The function name part a handler gives by default: `orders.create` -> `orders-create`, and a
+    function named `handler` goes by its module (`put_item.handler` -> `put-item`)."""
+    module, _, func = handler.replace("/", ".").rpartition(".")
+    parts = module.split(".") + ([] if func == "handler" else [func])
+    name = "-".join(parts).replace("_", "-").lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", name).strip("-")
+    return name[:25].rstrip("-") or "fn"
 
-    def only(self, *keys: str) -> None:
-        for key in self.data:
-            if key not in keys:
-                raise ConfigError(self._sub(str(key)), "unknown key",
-                                  f"known keys here: {', '.join(keys)}")
 
-    def get(self, key: str, required: bool = False) -> Any:
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise ConfigError(self._sub(key), "is required", "see config.yaml for an example")
-            return None
-        return self.data[key]
+def _app(raw: dict[str, Any], base: Path) -> AppConfig:
+    from multiregion.packaging import PackagingError, check_handler
 
-    def mapping(self, key: str, required: bool = False) -> _Mapping:
-        return _Mapping(self.get(key, required), self._sub(key))
+    source = (base / raw["source"]).resolve()
+    if not source.is_dir():
+        raise ConfigError("app.source", f"no directory {source}", "point app.source at your handlers' directory, "
+                          "relative to the config file")
+    requirements = None
+    if raw["requirements"]:
+        requirements = (base / raw["requirements"]).resolve()
+        if not requirements.is_file():
+            raise ConfigError("app.requirements", f"no file {requirements}", "remove the key, or create the file")
+    routes: list[RouteConfig] = []
+    seen: dict[tuple[str, str], int] = {}
+    handlers: dict[str, tuple[str, str]] = {}  # component -> (handler, table access)
+    for i, route in enumerate(raw["routes"]):
+        where = f"app.routes[{i}]"
+        path = _route_path(route["path"], f"{where}.path")
+        key = (route["method"], path)
+        if key in seen or ("ANY", path) in seen or (route["method"] == "ANY" and any(p == path for _, p in seen)):
+            raise ConfigError(f"{where}.path", f"{route['method']} {path} is declared twice",
+                              "give each method and path one route")
+        seen[key] = i
+        try:
+            check_handler(source, route["handler"])
+        except PackagingError as exc:
+            raise ConfigError(f"{where}.handler", str(exc), "fix the handler string or the module") from None
+        component = route["name"] or component_of(route["handler"])
+        if component == "health":
+            raise ConfigError(f"{where}.name" if route["name"] else f"{where}.handler",
+                              "the function name 'health' is the tool's own health function",
+                              "name this route's function otherwise (app.routes[].name)")
+        earlier = handlers.get(component)
+        if earlier is not None and earlier[0] != route["handler"]:
+            raise ConfigError(f"{where}.handler", f"two handlers share the function name {component!r} "
+                              f"({earlier[0]}, {route['handler']})", "set app.routes[].name for one of them")
+        if earlier is not None and earlier[1] != route["table"]:
+            raise ConfigError(f"{where}.table", f"{route['handler']} is declared with table access {earlier[1]} "
+                              f"and {route['table']}", "one function has one access level: use the same on both")
+        handlers[component] = (route["handler"], route["table"])
+        routes.append(RouteConfig(route["method"], path, route["handler"], route["table"], component))
+    environment = []
+    for key, value in (raw["environment"] or {}).items():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key) or RESERVED_ENV.match(key) or key in TOOL_ENV:
+            raise ConfigError(f"app.environment.{key}", "is reserved or not a valid variable name",
+                              f"Lambda sets AWS_*, LAMBDA_* and others itself; the tool sets {', '.join(TOOL_ENV)}")
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"app.environment.{key}", "must be a string, number or boolean")
+        environment.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
+    return AppConfig(source=source, routes=tuple(routes), requirements=requirements, runtime=raw["runtime"],
+                     architecture=raw["architecture"], include=tuple(raw["include"] or ()),
+                     environment=tuple(environment), memory=raw["memory"], timeout=raw["timeout"],
+                     log_retention_days=raw["log_retention_days"])
 
-    def string(self, path: str, key: str | None = None, default: str | None = None,
-               required: bool = False) -> str:
-        value = self.get(key or path, required)
-        if value is None:
-            return default  # type: ignore[return-value]
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(path, f"must be a non-empty string, not {value!r}")
-        return value.strip()
 
-    def integer(self, path: str, key: str, default: int, low: int | None = None,
-                high: int | None = None) -> int:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"must be a whole number, not {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(path, f"{value} is out of range", f"use a value from {low} to {high}")
-        return value
+def _route_path(value: str, where: str) -> str:
+    parts = value.strip().split("/")
+    if not value.startswith("/") or value != "/" and any(not p for p in parts[1:]):
+        raise ConfigError(where, f"{value!r} is not a resource path", "write it as /orders or /orders/{id}")
+    names = [p for p in parts[1:] if p]
+    for i, part in enumerate(names):
+        if not _PATH_PART_RE.match(part) or (part == "{proxy+}" and i != len(names) - 1):
+            raise ConfigError(where, f"{value!r}: {part!r} is not a path segment API Gateway takes",
+                              "use letters, digits and . _ ~ -, a {parameter}, or a final {proxy+}")
+    if names[:1] == ["health"] and len(names) == 1:
+        raise ConfigError(where, "/health is the tool's own health route", "use another path")
+    return "/" + "/".join(names)
 
-    def boolean(self, path: str, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"must be true or false, not {value!r}")
-        return value
+
+def _drill(raw: dict[str, Any] | None, app: AppConfig | None) -> DrillConfig:
+    if raw is None:
+        if app is not None and not ({("POST", "/item"), ("GET", "/item/{id}")} <= {(r.method, r.path)
+                                                                                    for r in app.routes}):
+            # Without a drill section the test uses the item API's routes, which this app lacks: said when the
+            # drill runs, so that `up` works with any app.
+            return DrillConfig(write=("", ""), read=("", ""))
+        return DrillConfig()
+    routes = {(r.method, r.path) for r in app.routes} if app else {("POST", "/item"), ("GET", "/item/{id}")}
+
+    def route(key: str) -> tuple[str, str]:
+        method, _, path = str(raw[key]).strip().partition(" ")
+        found = (method.upper(), path.strip())
+        if found not in routes:
+            known = ", ".join(f"{m} {p}" for m, p in sorted(routes))
+            raise ConfigError(f"drill.{key}", f"{raw[key]!r} is not a route of the app", f"routes: {known}")
+        return found
+
+    write, read = route("write"), route("read")
+    if "{" not in read[1]:
+        raise ConfigError("drill.read", f"{read[0]} {read[1]} has no path parameter for the item's id",
+                          "use a route such as 'GET /orders/{id}'")
+    body = tuple((str(k), v) for k, v in (raw["body"] or {}).items())
+    return DrillConfig(write=write, read=read, body=body, id_field=raw["id_field"])
+
