@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ class SandboxOptions:
     strict: bool = False
 
 
+
 @dataclass
 class Sandbox:
     options: SandboxOptions = field(default_factory=SandboxOptions)
@@ -58,6 +60,12 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
+        from multiregion.sandbox import timing
+
+        if self.options.timing not in timing.PROFILES:
+            raise ValueError(f"unknown timing profile {self.options.timing!r}; known: {', '.join(timing.PROFILES)}")
+        # The clock of AWS's asynchronous states (pending, throttles); a test may drive it.
+        self.clock: Callable[[], float] = time.monotonic
         self.lock = threading.RLock()
         self.faults: dict[str, Any] = json.loads(json.dumps(FAULTS))
         self.faults_lock = threading.Lock()
@@ -134,6 +142,14 @@ class Sandbox:
         with self.faults_lock:
             return self.faults[name]
 
+    def now(self) -> float:
+        """Monotonic seconds on the sandbox's clock (see `clock`)."""
+        return self.clock()
+
+    @property
+    def strict(self) -> bool:
+        return self.options.strict
+
     def scaled(self, seconds: float) -> float:
         """An AWS duration in sandbox time."""
         return seconds / self.options.time_scale
@@ -176,7 +192,8 @@ class ControlEndpoints(Extension):
         sb = self.sandbox
         if name == "health":
             return json_response({"sandbox": "multiregion", "pid": os.getpid(), "port": sb.port,
-                                  "time_scale": sb.options.time_scale,
+                                  "time_scale": sb.options.time_scale, "timing": sb.options.timing,
+                                  "strict": sb.options.strict,
                                   "uptime": round(time.time() - sb.started_at, 1)},
                                  content_type="application/json")
         if name == "reset" and req.method == "POST":
