@@ -270,3 +270,22 @@ def test_without_strict_a_replica_goes_even_with_writes_held(pair: tuple[Any, An
     eu.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": "us-east-1"}}])
     assert us.list_tables()["TableNames"] == []
 
+
+def test_a_replica_added_while_writes_are_held_for_its_source_gets_them_in_order(pair: tuple[Any, Any], aws: Any,
+                                                                                 sandbox: Sandbox) -> None:
+    eu, us = pair
+    ext = sandbox.extension(GlobalTables)
+    sandbox.faults["replication_paused"] = ["eu-west-1"]
+    us.put_item(TableName="t", Item={"id": {"S": "k"}, "v": {"S": "older, from us"}})
+    us.put_item(TableName="t", Item={"id": {"S": "only-us"}})
+    wait_for(lambda: len(ext.backlog.get(("t", "eu-west-1"), [])) == 2)  # held for eu-west-1
+    eu.put_item(TableName="t", Item={"id": {"S": "k"}, "v": {"S": "newer, from eu"}})
+    wait_for(lambda: get(us, "k")["v"] == {"S": "newer, from eu"})
+    # A new replica is a copy of eu-west-1, which has not seen what us-east-1 wrote yet.
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "ap-southeast-1"}}])
+    ap = aws("dynamodb", "ap-southeast-1")
+    wait_for(lambda: get(ap, "only-us"))  # the held write reached the new replica...
+    assert get(ap, "k")["v"] == {"S": "newer, from eu"}  # ...and the older one did not win over the copy
+    sandbox.faults["replication_paused"] = []
+    wait_for(lambda: get(eu, "only-us"))
+    assert get(eu, "k")["v"] == {"S": "newer, from eu"}

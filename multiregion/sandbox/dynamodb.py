@@ -269,9 +269,15 @@ class GlobalTables(Extension):
         for item in list(source.all_items()):
             attrs = item.to_json()["Attributes"]
             _write_replicated(replica, source_region, lambda a=attrs: backend(target).put_item(name, a))
-        # The backfill carried everything written so far: replication starts from here on both sides.
+            # The copy is the source's version of the item: an older write still on its way must not win.
+            slot = _item_key(source, item)
+            if (name, source_region, slot) in self.last_write:
+                self.last_write[(name, target, slot)] = self.last_write[(name, source_region, slot)]
+        # The backfill carried everything written so far: replication starts from here on both sides. Writes
+        # still held for the source are not in it, so the new replica waits for them too.
         self.offsets.setdefault((name, source_region), (source.stream_shard, len(source.stream_shard.items)))
         self.offsets[(name, target)] = (replica.stream_shard, len(replica.stream_shard.items))
+        self.backlog[(name, target)] = list(self.backlog.get((name, source_region), []))
         group = self.groups.setdefault(name, ReplicaGroup(name, {source_region: Replica(ACTIVE)}))
         group.replicas[target] = Replica(CREATING, ready_at)
 
@@ -433,7 +439,18 @@ def _version(rec: Any, region: str) -> tuple[float, str]:
 
 
 def _key(rec: Any) -> str:
-    keys = rec.record["dynamodb"]["Keys"]
+    return _key_of(rec.record["dynamodb"]["Keys"])
+
+
+def _item_key(table: Any, item: Any) -> str:
+    """The key of one of moto's items, as `_key` gives it for a stream record of that item."""
+    keys = {table.hash_key_attr: item.hash_key.to_json()}
+    if table.range_key_attr is not None and item.range_key is not None:
+        keys[table.range_key_attr] = item.range_key.to_json()
+    return _key_of(keys)
+
+
+def _key_of(keys: dict[str, Any]) -> str:
     return repr(sorted((k, sorted(v.items())) for k, v in keys.items()))
 
 
