@@ -48,8 +48,21 @@ class SandboxOptions:
     timing: str = "fast"
     # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
     # propagation delays); see the realism tests. Durations come from `timing` either way.
+    # What it turns on: STRICT_BEHAVIOURS below.
     strict: bool = False
 
+
+# What `SandboxOptions.strict` turns on; everything else the sandbox does is always on.
+STRICT_BEHAVIOURS = (
+    "DynamoDB: a new table is CREATING for duration('table_active'); UpdateTable and DeleteTable are refused "
+    "(ResourceInUseException) while the table is CREATING or UPDATING, not only a second ReplicaUpdates",
+    "DynamoDB: a deleted replica is DELETING for duration('replica_deleted') (table UPDATING) before it goes",
+    "DynamoDB: deleting a replica or a replica's table while its writes are not replicated everywhere is "
+    "refused with AWS's 'The last active replica ... cannot be deleted until all writes are replicated'",
+    "Route 53: ChangeResourceRecordSets and CreateHostedZone answer PENDING; GetChange says INSYNC after "
+    "duration('route53_insync'); an unknown change id is NoSuchChange",
+    "API Gateway: control-plane throttling at the documented per-account rates (TooManyRequestsException)",
+)
 
 
 @dataclass
@@ -172,12 +185,14 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.acm import CertificateValidation
     from multiregion.sandbox.apigateway import ApiDataPlane
     from multiregion.sandbox.apigateway_domains import RegionalDomains
+    from multiregion.sandbox.apigateway_throttle import ControlPlaneThrottle
     from multiregion.sandbox.dynamodb import GlobalTables
     from multiregion.sandbox.lambda_runtime import LambdaRuntime
     from multiregion.sandbox.route53 import route53_extensions
 
-    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), LambdaRuntime(sandbox),
-            ApiDataPlane(sandbox), *route53_extensions(sandbox)]
+    # The throttle sees API Gateway's control plane before anything answers it, as AWS throttles first.
+    return [GlobalTables(sandbox), CertificateValidation(sandbox), ControlPlaneThrottle(sandbox),
+            RegionalDomains(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox), *route53_extensions(sandbox)]
 
 
 class ControlEndpoints(Extension):
