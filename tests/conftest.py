@@ -201,3 +201,47 @@ def refuse(monkeypatch: pytest.MonkeyPatch, service: str, operation: str, code: 
 
     monkeypatch.setattr(ClientProvider, "client", client)
     return refused
+
+
+class DrivenClock:
+    """A monotonic clock that moves only when a test says so, for the sandbox's pending states."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
+    """The sandbox on a driven clock (pending states, throttles); real time again after the test."""
+    driven = DrivenClock()
+    monkeypatch.setattr(sandbox, "clock", driven)
+    return driven
+
+
+@pytest.fixture
+def strict(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The sandbox with SandboxOptions.strict on: AWS's refusals and pending states."""
+    monkeypatch.setattr(sandbox.options, "strict", True)
+    return sandbox
+
+
+@pytest.fixture
+def lenient(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The sandbox with SandboxOptions.strict off, for a test of what it does without AWS's refusals."""
+    monkeypatch.setattr(sandbox.options, "strict", False)
+    return sandbox
+
+
+@pytest.fixture
+def aws_timing(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The sandbox in the `aws` timing profile at time scale 1, so durations are AWS's own seconds (use with
+    `clock`, which makes them pass at once)."""
+    monkeypatch.setattr(sandbox.options, "timing", "aws")
+    monkeypatch.setattr(sandbox.options, "time_scale", 1.0)
+    return sandbox

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from multiregion.sandbox.dynamodb import GlobalTables
 from multiregion.sandbox.server import Sandbox
 from tests.conftest import wait_for
 
@@ -155,3 +156,152 @@ def test_update_table_sends_the_creation_time_as_epoch_seconds(aws: Any) -> None
     assert isinstance(sent, (int, float)) and not isinstance(sent, bool)
     described = eu.describe_table(TableName="t")["Table"]["CreationDateTime"].timestamp()
     assert abs(sent - described) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------- AWS's rules
+
+
+def error_of(call: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as err:
+        call()
+    return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+def status(client: Any) -> str:
+    return client.describe_table(TableName="t")["Table"]["TableStatus"]
+
+
+def replicas(client: Any) -> dict[str, str]:
+    table = client.describe_table(TableName="t")["Table"]
+    return {r["RegionName"]: r["ReplicaStatus"] for r in table.get("Replicas", [])}
+
+
+def test_one_request_creates_several_replicas_in_parallel(aws: Any, clock: Any, aws_timing: Sandbox) -> None:
+    eu, us, ap = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1"), aws("dynamodb", "ap-southeast-1")
+    eu.create_table(TableName="t", **KEY)
+    clock.advance(7.0)  # table_active, under strict
+    desc = eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}},
+                                                          {"Create": {"RegionName": "ap-southeast-1"}}])
+    assert {r["RegionName"]: r["ReplicaStatus"] for r in desc["TableDescription"]["Replicas"]} == {
+        "us-east-1": "CREATING", "ap-southeast-1": "CREATING"}
+    assert status(us) == "CREATING" and status(eu) == "UPDATING"
+    clock.advance(179.0)  # replica_active: 180 AWS seconds at time scale 1
+    assert replicas(eu) == {"us-east-1": "CREATING", "ap-southeast-1": "CREATING"}
+    clock.advance(1.0)
+    assert replicas(eu) == {"us-east-1": "ACTIVE", "ap-southeast-1": "ACTIVE"}  # together: in parallel
+    assert status(eu) == "ACTIVE" and status(ap) == "ACTIVE"
+
+
+def test_a_request_with_one_bad_replica_update_changes_nothing(aws: Any) -> None:
+    eu, us, ap = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1"), aws("dynamodb", "ap-southeast-1")
+    eu.create_table(TableName="t", **KEY)
+    ap.create_table(TableName="t", **KEY)  # a table of that name where a replica should go
+    code, message = error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[
+        {"Create": {"RegionName": "us-east-1"}}, {"Create": {"RegionName": "ap-southeast-1"}}]))
+    assert code == "ValidationException" and "already existed as tables" in message
+    assert us.list_tables()["TableNames"] == [] and "Replicas" not in eu.describe_table(TableName="t")["Table"]
+
+
+def test_replica_updates_naming_the_local_region_are_refused_as_aws_refuses_them(aws: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    assert error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "eu-west-1"}}])) \
+        == ("ValidationException", "Cannot add, delete, or update the local region through ReplicaUpdates. Use "
+                                   "CreateTable, DeleteTable, or UpdateTable as required.")
+
+
+def test_a_second_table_update_is_refused_while_a_replica_is_created(aws: Any, strict: Sandbox) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    in_use = ("ResourceInUseException", "Attempt to change a resource which is still in use: Table is being "
+                                        "updated: t")
+    assert error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[
+        {"Create": {"RegionName": "ap-southeast-1"}}])) == in_use
+    # Under strict, any other update and a delete wait too, as the API reference says of UPDATING.
+    assert error_of(lambda: eu.update_table(TableName="t", DeletionProtectionEnabled=False)) == in_use
+    assert error_of(lambda: eu.delete_table(TableName="t")) == in_use
+    wait_for(lambda: status(eu) == "ACTIVE")
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "ap-southeast-1"}}])
+
+
+def test_a_new_table_is_creating_for_its_duration_and_cannot_be_changed(aws: Any, strict: Sandbox, clock: Any,
+                                                                        aws_timing: Sandbox) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    assert eu.create_table(TableName="t", **KEY)["TableDescription"]["TableStatus"] == "CREATING"
+    in_use = ("ResourceInUseException", "Attempt to change a resource which is still in use: Table is being "
+                                        "created: t")
+    assert error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[
+        {"Create": {"RegionName": "us-east-1"}}])) == in_use
+    assert error_of(lambda: eu.delete_table(TableName="t")) == in_use
+    clock.advance(6.9)  # table_active: 7 AWS seconds
+    assert status(eu) == "CREATING"
+    clock.advance(0.1)
+    assert status(eu) == "ACTIVE"
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+
+
+def test_without_strict_a_new_table_is_active_at_once(aws: Any, lenient: Sandbox, clock: Any,
+                                                      aws_timing: Sandbox) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    assert status(eu) == "ACTIVE"
+
+
+def test_a_deleted_replica_is_deleting_for_its_duration(pair: tuple[Any, Any], strict: Sandbox, clock: Any,
+                                                        aws_timing: Sandbox) -> None:
+    eu, us = pair
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": "us-east-1"}}])
+    assert replicas(eu) == {"us-east-1": "DELETING"} and status(eu) == "UPDATING"
+    assert status(us) == "DELETING"
+    clock.advance(119.0)  # replica_deleted: 120 AWS seconds
+    assert us.list_tables()["TableNames"] == ["t"]
+    clock.advance(1.0)
+    assert "Replicas" not in eu.describe_table(TableName="t")["Table"] and status(eu) == "ACTIVE"
+    assert us.list_tables()["TableNames"] == []
+
+
+def test_a_replica_whose_writes_are_not_replicated_cannot_be_deleted(pair: tuple[Any, Any], strict: Sandbox) -> None:
+    eu, us = pair
+    ext = strict.extension(GlobalTables)
+    strict.faults["replication_paused"] = ["eu-west-1"]
+    us.put_item(TableName="t", Item={"id": {"S": "only-in-us"}})
+    wait_for(lambda: ext.backlog.get(("t", "eu-west-1")))  # read, and held for eu-west-1
+    refusal = ("ValidationException", "The last active replica of table: 't'  in region: 'us-east-1' cannot be "
+                                      "deleted until all writes are replicated.")
+    assert error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": "us-east-1"}}])) \
+        == refusal
+    assert error_of(lambda: us.delete_table(TableName="t")) == refusal
+    strict.faults["replication_paused"] = []
+    wait_for(lambda: get(eu, "only-in-us"))
+    us.delete_table(TableName="t")
+    assert "Replicas" not in eu.describe_table(TableName="t")["Table"]
+
+
+def test_without_strict_a_replica_goes_even_with_writes_held(pair: tuple[Any, Any], lenient: Sandbox) -> None:
+    eu, us = pair
+    sandbox = lenient
+    sandbox.faults["replication_paused"] = ["eu-west-1"]
+    us.put_item(TableName="t", Item={"id": {"S": "lost"}})
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": "us-east-1"}}])
+    assert us.list_tables()["TableNames"] == []
+
+
+def test_a_replica_added_while_writes_are_held_for_its_source_gets_them_in_order(pair: tuple[Any, Any], aws: Any,
+                                                                                 sandbox: Sandbox) -> None:
+    eu, us = pair
+    ext = sandbox.extension(GlobalTables)
+    sandbox.faults["replication_paused"] = ["eu-west-1"]
+    us.put_item(TableName="t", Item={"id": {"S": "k"}, "v": {"S": "older, from us"}})
+    us.put_item(TableName="t", Item={"id": {"S": "only-us"}})
+    wait_for(lambda: len(ext.backlog.get(("t", "eu-west-1"), [])) == 2)  # held for eu-west-1
+    eu.put_item(TableName="t", Item={"id": {"S": "k"}, "v": {"S": "newer, from eu"}})
+    wait_for(lambda: get(us, "k")["v"] == {"S": "newer, from eu"})
+    # A new replica is a copy of eu-west-1, which has not seen what us-east-1 wrote yet.
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "ap-southeast-1"}}])
+    ap = aws("dynamodb", "ap-southeast-1")
+    wait_for(lambda: get(ap, "only-us"))  # the held write reached the new replica...
+    assert get(ap, "k")["v"] == {"S": "newer, from eu"}  # ...and the older one did not win over the copy
+    sandbox.faults["replication_paused"] = []
+    wait_for(lambda: get(eu, "only-us"))
+    assert get(eu, "k")["v"] == {"S": "newer, from eu"}

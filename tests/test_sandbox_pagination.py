@@ -22,6 +22,7 @@ import pytest
 
 from multiregion.sandbox.server import Sandbox
 from tests.conftest import wait_for
+from tests.test_sandbox_lambda import create_role, zip_of
 from tests.test_sandbox_route53_policies import latency_document
 from tests.test_sandbox_wire import OPERATIONS, make_client
 
@@ -44,6 +45,7 @@ class World:
     versions: list[int] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)
     zone_instances: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
     zone_id: str = ""
 
 
@@ -94,6 +96,12 @@ def _build(sandbox: Sandbox) -> World:
     elsewhere = r53.create_traffic_policy_instance(HostedZoneId=other_zone, Name=f"x.other.{ZONE}", TTL=60,
                                                    TrafficPolicyId=world.policies[0], TrafficPolicyVersion=1)
     world.instances = [*world.zone_instances, elsewhere["TrafficPolicyInstance"]["Id"]]
+
+    lam = make_client(sandbox, "lambda", REGION)
+    role = create_role(lambda service, region="us-east-1": make_client(sandbox, service, region))
+    world.functions = [lam.create_function(FunctionName=f"pages-{i}", Runtime="python3.12", Role=role,
+                                           Handler="app.handler", Code={"ZipFile": zip_of({"app.py": "x = 1\n"})})[
+        "FunctionName"] for i in range(COUNT)]
     return world
 
 
@@ -134,6 +142,8 @@ LISTINGS: dict[str, Listing] = {
     "GetBasePathMappings": Listing("apigateway", REGION, "get_base_path_mappings", "items",
                                    lambda i: i["basePath"], lambda w: w.mappings,
                                    lambda w: {"domainName": w.domains[0]}, {"limit": 1}, {"position": "position"}),
+    "ListFunctions": Listing("lambda", REGION, "list_functions", "Functions", lambda i: i["FunctionName"],
+                             lambda w: w.functions, lambda w: {}, {"MaxItems": 1}, {"NextMarker": "Marker"}),
     "ListHealthChecks": Listing("route53", "us-east-1", "list_health_checks", "HealthChecks", lambda i: i["Id"],
                                 lambda w: w.health_checks, lambda w: {}, {"MaxItems": "1"},
                                 {"NextMarker": "Marker"}, "IsTruncated"),

@@ -27,6 +27,7 @@ from multiregion.sandbox.server import Sandbox
 from tests.conftest import wait_for
 
 CHECKERS = ["us-east-1", "eu-west-1", "us-west-2"]
+OBSERVERS = 2 * len(CHECKERS)  # two health checkers per checker region
 TIME_SCALE = 30.0  # in these tests a 10 s RequestInterval probes every third of a second
 INTERVAL = 10 / TIME_SCALE
 
@@ -111,9 +112,13 @@ def set_faults(sandbox: Sandbox, **faults: Any) -> None:
         assert resp.status == 200
 
 
+def observations(aws: Any, check_id: str) -> list[dict[str, Any]]:
+    return aws("route53").get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
+
+
 def statuses(aws: Any, check_id: str) -> dict[str, str]:
-    observations = aws("route53").get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
-    return {o["Region"]: o["StatusReport"]["Status"] for o in observations}
+    """Each checker's last result, by checker address."""
+    return {o["IPAddress"]: o["StatusReport"]["Status"] for o in observations(aws, check_id)}
 
 
 def error_of(call: Callable[[], Any]) -> tuple[str, int]:
@@ -158,10 +163,10 @@ def test_probes_follow_the_target(aws: Any, fast: Sandbox, target: LocalTarget) 
     sandbox = fast
     check_id = create_check(aws, "follow", local_check(target.port))
     assert health(sandbox).health(check_id)[0]  # a new check starts healthy
-    wait_for(lambda: len(statuses(aws, check_id)) == len(CHECKERS))
-    assert statuses(aws, check_id) == {r: "Success: HTTP Status Code 200, OK" for r in CHECKERS}
-    observation = aws("route53").get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"][0]
-    assert observation["IPAddress"] and observation["StatusReport"]["CheckedTime"].year >= 2024
+    wait_for(lambda: len(statuses(aws, check_id)) == OBSERVERS)
+    assert set(statuses(aws, check_id).values()) == {"Success: HTTP Status Code 200, OK"}
+    assert sorted(o["Region"] for o in observations(aws, check_id)) == sorted(CHECKERS * 2)
+    assert all(o["StatusReport"]["CheckedTime"].year >= 2024 for o in observations(aws, check_id))
 
     target.status = 404
     # Within interval x threshold + one interval, time-scaled, plus slack for the prober's tick and a
@@ -170,7 +175,9 @@ def test_probes_follow_the_target(aws: Any, fast: Sandbox, target: LocalTarget) 
     assert wait_health(sandbox, check_id, False) < bound
     healthy, since = health(sandbox).health(check_id)
     assert not healthy and time.time() - since < bound
-    assert set(statuses(aws, check_id).values()) == {"Failure: HTTP Status Code 404, Not Found"}
+    # Unhealthy once at most 18% of the checkers pass: the last of them reports the 404 within an interval.
+    wait_for(lambda: set(statuses(aws, check_id).values()) == {"Failure: HTTP Status Code 404, Not Found"},
+             timeout=INTERVAL + 0.5)
 
     target.status = 200
     assert wait_health(sandbox, check_id, True) < bound
@@ -179,24 +186,77 @@ def test_probes_follow_the_target(aws: Any, fast: Sandbox, target: LocalTarget) 
 
 def test_checkers_are_staggered_and_keep_their_interval(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
     check_id = create_check(aws, "stagger", local_check(target.port))
-    wait_for(lambda: len(statuses(aws, check_id)) == 3)
-    times = sorted(o["StatusReport"]["CheckedTime"] for o in aws("route53").get_health_check_status(
-        HealthCheckId=check_id)["HealthCheckObservations"])
-    assert (times[-1] - times[0]).total_seconds() > INTERVAL / 4  # not all at once
+    wait_for(lambda: len(statuses(aws, check_id)) == OBSERVERS)
+    times = sorted(o["StatusReport"]["CheckedTime"] for o in observations(aws, check_id))
+    assert (times[-1] - times[0]).total_seconds() > INTERVAL / 2  # spread over the interval, not all at once
     first = len(target.hosts)
-    time.sleep(3 * INTERVAL)  # three intervals: each of the 3 checkers probes about three times
-    assert 5 <= len(target.hosts) - first <= 10
+    time.sleep(3 * INTERVAL)  # three intervals: each of the 6 checkers probes about three times
+    assert 12 <= len(target.hosts) - first <= 24
     assert target.hosts[-1] == f"127.0.0.1:{target.port}"  # no FQDN: the IP address (and port) is the Host
+
+
+# The two ROUTE53_HEALTHCHECKS ranges of each checker region in AWS's ip-ranges.json.
+PUBLISHED_RANGES = {
+    "us-east-1": ("107.23.255.0/26", "54.243.31.192/26"), "us-west-1": ("54.183.255.128/26", "54.241.32.64/26"),
+    "us-west-2": ("54.244.52.192/26", "54.245.168.0/26"), "eu-west-1": ("54.228.16.0/26", "176.34.159.192/26"),
+    "ap-southeast-1": ("54.251.31.128/26", "54.255.254.192/26"),
+    "ap-southeast-2": ("54.252.79.128/26", "54.252.254.192/26"),
+    "ap-northeast-1": ("54.248.220.0/26", "54.250.253.192/26"), "sa-east-1": ("177.71.207.128/26", "54.232.40.64/26"),
+}
+
+
+def test_without_regions_two_checkers_in_every_checker_region_report(aws: Any, fast: Sandbox,
+                                                                     target: LocalTarget) -> None:
+    import ipaddress
+
+    config = {k: v for k, v in local_check(target.port).items() if k != "Regions"}
+    check_id = create_check(aws, "default-regions", config)
+    wait_for(lambda: len(observations(aws, check_id)) == 16)
+    seen = observations(aws, check_id)
+    assert sorted(o["Region"] for o in seen) == sorted(list(PUBLISHED_RANGES) * 2)
+    assert len({o["IPAddress"] for o in seen}) == 16  # one observation per checker
+    for o in seen:
+        ranges = [ipaddress.ip_network(r) for r in PUBLISHED_RANGES[o["Region"]]]
+        assert any(ipaddress.ip_address(o["IPAddress"]) in r for r in ranges), o
+        assert o["StatusReport"]["Status"] == "Success: HTTP Status Code 200, OK"
+
+
+def test_observations_are_raw_results_and_the_verdict_waits_for_the_threshold(aws: Any, fast: Sandbox,
+                                                                                target: LocalTarget) -> None:
+    sandbox = fast
+    check_id = create_check(aws, "threshold", local_check(target.port, FailureThreshold=3))
+    wait_for(lambda: len(statuses(aws, check_id)) == OBSERVERS)
+    target.status = 500
+    # Every checker's last probe failed: with a threshold of 3, no checker has failed three times in a row yet
+    # (they are staggered within one interval), so Route 53's verdict is still healthy.
+    wait_for(lambda: set(statuses(aws, check_id).values()) == {"Failure: HTTP Status Code 500, Internal Server Error"})
+    assert health(sandbox).health(check_id)[0]
+    wait_health(sandbox, check_id, False)
+
+
+def test_a_new_check_waits_for_its_first_verdict(aws: Any, fast: Sandbox, target: LocalTarget,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox = fast
+    monkeypatch.setattr(sandbox.options, "timing", "aws")
+    before = time.monotonic()
+    check_id = create_check(aws, "first-verdict", local_check(target.port))
+    with health(sandbox)._lock:
+        starts = sorted(c.next_due for c in health(sandbox).states[check_id].checkers.values())
+    first_verdict = 30.0 / TIME_SCALE  # health_check_first_verdict: 30 AWS seconds
+    assert starts[0] - before >= first_verdict - 0.01
+    assert starts[-1] - starts[0] < INTERVAL  # then staggered within one interval
+    assert health(sandbox).health(check_id)[0] and observations(aws, check_id) == []
 
 
 def test_string_match_looks_at_the_body(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
     sandbox = fast
     check_id = create_check(aws, "match", local_check(target.port, Type="HTTP_STR_MATCH", SearchString="good"))
-    wait_for(lambda: len(statuses(aws, check_id)) == 3)
+    wait_for(lambda: len(statuses(aws, check_id)) == OBSERVERS)
     assert health(sandbox).health(check_id)[0]
     target.body = b"all bad"
     wait_health(sandbox, check_id, False)
-    assert all("search string" in s for s in statuses(aws, check_id).values())
+    # Unhealthy once at most 18% of the checkers pass: the last one may still be probing the old body.
+    wait_for(lambda: all("search string" in s for s in statuses(aws, check_id).values()))
 
 
 def test_inverted_and_disabled(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
@@ -214,7 +274,7 @@ def test_inverted_and_disabled(aws: Any, fast: Sandbox, target: LocalTarget) -> 
 def test_a_frozen_check_keeps_its_status(aws: Any, fast: Sandbox, target: LocalTarget) -> None:
     sandbox = fast
     check_id = create_check(aws, "frozen", local_check(target.port))
-    wait_for(lambda: len(statuses(aws, check_id)) == 3)
+    wait_for(lambda: len(statuses(aws, check_id)) == OBSERVERS)
     set_faults(sandbox, health_check_frozen=[check_id])
     target.status = 503
     time.sleep(4 * INTERVAL)

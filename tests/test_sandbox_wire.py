@@ -43,7 +43,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
                              "GetDomainNames", "UpdateDomainName", "DeleteDomainName", "GetBasePathMappings"}),
     "lambda": frozenset({"Invoke", "CreateFunction", "GetFunction", "GetFunctionConfiguration", "ListFunctions"}),
     "route53": frozenset({
-        "CreateHostedZone", "ChangeResourceRecordSets", "TestDNSAnswer",
+        "CreateHostedZone", "DeleteHostedZone", "ChangeResourceRecordSets", "GetChange", "TestDNSAnswer",
         "CreateHealthCheck", "ListHealthChecks", "UpdateHealthCheck", "DeleteHealthCheck", "GetHealthCheckStatus",
         "CreateTrafficPolicy", "ListTrafficPolicies", "CreateTrafficPolicyVersion", "ListTrafficPolicyVersions",
         "GetTrafficPolicy", "UpdateTrafficPolicyComment", "DeleteTrafficPolicy", "CreateTrafficPolicyInstance",
@@ -326,6 +326,13 @@ class Driver:
 
     def dns_answers(self) -> None:
         r53 = self.c("route53")
+        # A change's progress (PENDING, then INSYNC), and a zone deleted again.
+        change = r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={"Changes": [{
+            "Action": "UPSERT", "ResourceRecordSet": {"Name": f"sync.{ZONE}", "Type": "TXT", "TTL": 60,
+                                                      "ResourceRecords": [{"Value": '"x"'}]}}]})["ChangeInfo"]
+        r53.get_change(Id=change["Id"])
+        spare = r53.create_hosted_zone(Name=f"spare.{ZONE}", CallerReference="wire-spare")["HostedZone"]["Id"]
+        r53.delete_hosted_zone(Id=spare)
         r53.test_dns_answer(HostedZoneId=self.zone_id, RecordName=f"a.{ZONE}", RecordType="CNAME",
                             EDNS0ClientSubnetIP=client_ip("eu-west-1"), EDNS0ClientSubnetMask="24")
         zones = {"us-east-1": "Z1UJRXOUMOOFQ8", "eu-west-1": "ZLY8HYME6SFDD"}

@@ -6,12 +6,33 @@ existing items (AWS backfills too), `Delete` removes it, `DescribeTable` reports
 the other regions' `Replicas`, and a replicator thread reads every replica's stream and applies each write
 to the other replicas: asynchronously, last writer wins per item, deletes included. Writes applied by the
 replicator are marked so they are never sent back.
+
+Table states and refusals, as the DynamoDB API reference describes them (UpdateTable: "UpdateTable is an
+asynchronous operation; while it's executing, the table status changes from ACTIVE to UPDATING. While it's
+UPDATING, you can't issue another UpdateTable request"; DeleteTable: "If a table is in CREATING or UPDATING
+states, then DynamoDB returns a ResourceInUseException"):
+
+* always: a new replica is CREATING for `duration("replica_active")` and the table UPDATING meanwhile; a
+  second `ReplicaUpdates` then is refused with ResourceInUseException. One UpdateTable may carry several
+  Create actions: the reference puts no limit on ReplicaUpdates (unlike GlobalSecondaryIndexUpdates and
+  GlobalTableWitnessUpdates, "only one ... per UpdateTable operation"), and MultiRegionConsistency is
+  "only valid when you create a global table by specifying one or more Create actions in the
+  ReplicaUpdates action list". They are all checked before any is made, and are created in parallel.
+* under `SandboxOptions.strict`: a new table is CREATING for `duration("table_active")`; any UpdateTable
+  and DeleteTable are refused while the table is CREATING or UPDATING; a deleted replica is DELETING for
+  `duration("replica_deleted")`; and a replica (or its table) cannot be deleted while writes made there
+  have not reached every other replica: AWS's ValidationException "The last active replica of table: ...
+  cannot be deleted until all writes are replicated." (text as AWS returned it to the Terraform AWS
+  provider's acceptance tests, hashicorp/terraform-provider-aws#30599; the two spaces are AWS's).
+
+The replicator keeps what it has read but not yet applied in a per-target backlog and removes a write from
+it only once applied, so a failing pass (or a paused target) loses nothing; `stats` counts what it did.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +45,14 @@ from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, Sandb
 VERSION = "2019.11.21"
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
 _ORIGIN = "_multiregion_origin"  # attribute set on stream records the replicator wrote
+_ERR = "com.amazonaws.dynamodb.v20120810#"
+VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceInUseException", \
+    _ERR + "ResourceNotFoundException"
+CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
+# AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
+# aws/aws-cli#4906 and aws/aws-cdk#6287).
+LOCAL_REGION = ("Cannot add, delete, or update the local region through ReplicaUpdates. Use CreateTable, "
+                "DeleteTable, or UpdateTable as required.")
 
 
 def backend(region: str) -> Any:
@@ -32,18 +61,31 @@ def backend(region: str) -> Any:
     return dynamodb_backends[ACCOUNT_ID][region]
 
 
+def last_replica_error(name: str, region: str) -> Response:
+    return aws_json_error(VALIDATION, f"The last active replica of table: '{name}'  in region: '{region}' cannot "
+                                      "be deleted until all writes are replicated.")
+
+
+def in_use_error(name: str, doing: str) -> Response:
+    return aws_json_error(IN_USE, f"Attempt to change a resource which is still in use: Table is being {doing}: {name}")
+
+
+@dataclass
+class Replica:
+    status: str
+    until: float = 0.0  # sandbox clock time at which CREATING or DELETING ends
+
+
 @dataclass
 class ReplicaGroup:
     name: str
-    # region -> (status, monotonic time at which a CREATING replica becomes ACTIVE)
-    replicas: dict[str, tuple[str, float]] = field(default_factory=dict)
+    replicas: dict[str, Replica] = field(default_factory=dict)
 
     def status(self, region: str) -> str:
-        status, ready_at = self.replicas[region]
-        if status == "CREATING" and time.monotonic() >= ready_at:
-            self.replicas[region] = ("ACTIVE", 0.0)
-            return "ACTIVE"
-        return status
+        return self.replicas[region].status
+
+    def busy(self) -> bool:
+        return any(r.status != ACTIVE for r in self.replicas.values())
 
 
 class GlobalTables(Extension):
@@ -54,8 +96,12 @@ class GlobalTables(Extension):
         self.offsets: dict[tuple[str, str], tuple[Any, int]] = {}
         # (table, region, key) -> (time, writing region) of the newest write applied to that item there
         self.last_write: dict[tuple[str, str, str], tuple[float, str]] = {}
-        # (table, target region) -> writes not yet applied there (the target's replication is paused)
+        # (table, target region) -> writes read but not yet applied there (paused, or the pass failed)
         self.backlog: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+        # (region, table) -> sandbox clock time at which a new table leaves CREATING (strict only)
+        self.creating: dict[tuple[str, str], float] = {}
+        # read: local writes read from streams; applied / superseded: deliveries to a replica
+        self.stats: Counter[str] = Counter()
         self._loop = BackgroundLoop("sandbox-replicator", self.replicate_once,
                                     lambda: self.sandbox.options.replication_interval)
 
@@ -65,15 +111,41 @@ class GlobalTables(Extension):
         if req.service != "dynamodb" or not req.target or req.target.startswith("DynamoDBStreams"):
             return None
         op = req.operation
-        if op == "UpdateTable" and "ReplicaUpdates" in req.json():
-            return self._update_replicas(req)
+        if op == "UpdateTable":
+            if "ReplicaUpdates" in req.json():
+                return self._update_replicas(req)
+            return self._refuse_in_use(req) if self.sandbox.strict else None
         if op == "DescribeTable":
             return self._describe(req)
         if op == "DeleteTable":
+            return self._delete_table(req)
+        if op == "CreateTable" and self.sandbox.strict:
+            return self._create_table(req)
+        return None
+
+    def _create_table(self, req: SandboxRequest) -> Response:
+        name, region = req.json().get("TableName", ""), req.region or ""
+        with self.sandbox.lock:
             resp = self.forward(req)
-            if resp.status == 200:
-                self._left_group(req.json().get("TableName", ""), req.region or "")
-            return resp.response()
+            if resp.status != 200:
+                return resp.response()
+            self.creating[(region, name)] = self.sandbox.now() + self.sandbox.duration("table_active")
+        data = resp.json()
+        data.get("TableDescription", {})["TableStatus"] = CREATING
+        return wire_response(data)
+
+    def _refuse_in_use(self, req: SandboxRequest) -> Response | None:
+        with self.sandbox.lock:
+            return self._in_use(req.json().get("TableName", ""), req.region or "")
+
+    def _in_use(self, name: str, region: str) -> Response | None:
+        """AWS's refusal of a change to a table that is CREATING or UPDATING, or None. Holds sandbox.lock."""
+        self._settle()
+        if (region, name) in self.creating:
+            return in_use_error(name, "created")
+        group = self.groups.get(name)
+        if group is not None and region in group.replicas and group.busy():
+            return in_use_error(name, "updated")
         return None
 
     def _describe(self, req: SandboxRequest) -> Response:
@@ -86,8 +158,12 @@ class GlobalTables(Extension):
         return wire_response(data)
 
     def _decorate(self, table: dict[str, Any], region: str) -> None:
+        name = table.get("TableName", "")
         with self.sandbox.lock:
-            group = self.groups.get(table.get("TableName", ""))
+            self._settle()
+            if (region, name) in self.creating:
+                table["TableStatus"] = CREATING
+            group = self.groups.get(name)
             if group is None or region not in group.replicas:
                 return
             statuses = {r: group.status(r) for r in group.replicas}
@@ -95,8 +171,26 @@ class GlobalTables(Extension):
         # As on AWS, a region's description lists the other replicas.
         table["Replicas"] = [{"RegionName": r, "ReplicaStatus": s} for r, s in sorted(statuses.items())
                              if r != region]
-        if any(s != "ACTIVE" for s in statuses.values()):
-            table["TableStatus"] = "UPDATING"
+        own = statuses[region]
+        if own != ACTIVE:
+            table["TableStatus"] = own  # the replica being made or removed here
+        elif any(s != ACTIVE for s in statuses.values()):
+            table["TableStatus"] = UPDATING
+
+    def _delete_table(self, req: SandboxRequest) -> Response:
+        name, region = req.json().get("TableName", ""), req.region or ""
+        with self.sandbox.lock:
+            if self.sandbox.strict:
+                refusal = self._in_use(name, region)
+                if refusal is None and self._unreplicated(name, region):
+                    refusal = last_replica_error(name, region)
+                if refusal is not None:
+                    return refusal
+            resp = self.forward(req)
+            if resp.status == 200:
+                self.creating.pop((region, name), None)
+                self._left_group(name, region)
+        return resp.response()
 
     def _update_replicas(self, req: SandboxRequest) -> Response:
         body = dict(req.json())
@@ -105,54 +199,66 @@ class GlobalTables(Extension):
         with self.sandbox.lock:
             source = backend(region).tables.get(name)
             if source is None:
-                return aws_json_error("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
-                                      f"Requested resource not found: Table: {name} not found")
-            group = self.groups.get(name)
-            if group is not None and any(group.status(r) != "ACTIVE" for r in group.replicas):
-                return aws_json_error("com.amazonaws.dynamodb.v20120810#ResourceInUseException",
-                                      f"Attempt to change a resource which is still in use: Table is being "
-                                      f"updated: {name}")
+                return aws_json_error(NOT_FOUND, f"Requested resource not found: Table: {name} not found")
+            refusal = self._in_use(name, region)  # CREATING is only ever recorded under strict
+            if refusal is not None:
+                return refusal
+            error = self._check_updates(name, region, source, updates)
+            if error is not None:
+                return error
+            ready_at = self.sandbox.now() + self.sandbox.duration("replica_active")
             for update in updates:
-                error = self._apply_update(name, region, source, update)
-                if error is not None:
-                    return error
+                if "Create" in update:
+                    self._create_replica(name, source, region, update["Create"]["RegionName"], ready_at)
+                else:
+                    self._delete_replica(name, update["Delete"]["RegionName"])
             data = backend(region).describe_table(name)
         self._decorate(data["Table"], region)
         return wire_response({"TableDescription": data["Table"]})
 
-    def _apply_update(self, name: str, region: str, source: Any, update: dict[str, Any]) -> Response | None:
-        validation = "com.amazonaws.dynamodb.v20120810#ValidationException"
-        if "Create" in update:
-            target = update["Create"].get("RegionName", "")
+    def _check_updates(self, name: str, region: str, source: Any, updates: list[dict[str, Any]]) -> Response | None:
+        """Every replica update checked before any is made, as AWS accepts or refuses a request whole."""
+        group = self.groups.get(name)
+        members = set(group.replicas) if group else {region}
+        seen: set[str] = set()
+        for update in updates:
+            action = "Create" if "Create" in update else "Delete" if "Delete" in update else None
+            if action is None:
+                return aws_json_error(VALIDATION, "ReplicaUpdates supports Create and Delete here")
+            target = update[action].get("RegionName", "")
             if target == region:
-                return aws_json_error(validation, f"Cannot add replica in the source region {region}")
-            group = self.groups.setdefault(name, ReplicaGroup(name, {region: ("ACTIVE", 0.0)}))
-            if target in group.replicas:
-                return aws_json_error(validation, f"Failed to create a replica of table {name} in region "
-                                                  f"{target}: replica already exists")
-            stream = source.stream_specification or {}
-            if stream.get("StreamEnabled") and stream.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
-                return aws_json_error(validation, "Table must have DynamoDB Streams enabled with "
-                                                  "StreamViewType set to NEW_AND_OLD_IMAGES to add replicas")
-            if name in backend(target).tables:
-                return aws_json_error(validation, f"Failed to create a the new replica of table with name: "
-                                                  f"'{name}' because one or more replicas already existed "
-                                                  "as tables.")
-            self._create_replica(name, source, region, target)
-            group.replicas[target] = ("CREATING", time.monotonic() + self.sandbox.duration("replica_active"))
-            return None
-        if "Delete" in update:
-            target = update["Delete"].get("RegionName", "")
-            group = self.groups.get(name)
-            if group is None or target not in group.replicas or target == region:
-                return aws_json_error(validation, f"Cannot delete replica {target} of table {name}: "
-                                                  "no such replica")
-            backend(target).delete_table(name)
-            self._left_group(name, target)
-            return None
-        return aws_json_error(validation, "ReplicaUpdates supports Create and Delete here")
+                return aws_json_error(VALIDATION, LOCAL_REGION)
+            if target in seen:
+                # AWS's wording for a region named twice could not be checked; the refusal itself is certain.
+                return aws_json_error(VALIDATION, f"ReplicaUpdates names region {target} more than once")
+            seen.add(target)
+            error = (self._check_create(name, source, target, members) if action == "Create"
+                     else self._check_delete(name, target, members))
+            if error is not None:
+                return error
+        return None
 
-    def _create_replica(self, name: str, source: Any, source_region: str, target: str) -> None:
+    def _check_create(self, name: str, source: Any, target: str, members: set[str]) -> Response | None:
+        if target in members:
+            return aws_json_error(VALIDATION, f"Failed to create a replica of table {name} in region {target}: "
+                                              "replica already exists")
+        stream = source.stream_specification or {}
+        if stream.get("StreamEnabled") and stream.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
+            return aws_json_error(VALIDATION, "Table must have DynamoDB Streams enabled with StreamViewType set to "
+                                              "NEW_AND_OLD_IMAGES to add replicas")
+        if name in backend(target).tables:
+            return aws_json_error(VALIDATION, f"Failed to create a the new replica of table with name: '{name}' "
+                                              "because one or more replicas already existed as tables.")
+        return None
+
+    def _check_delete(self, name: str, target: str, members: set[str]) -> Response | None:
+        if target not in members:
+            return aws_json_error(VALIDATION, f"Cannot delete replica {target} of table {name}: no such replica")
+        if self.sandbox.strict and self._unreplicated(name, target):
+            return last_replica_error(name, target)
+        return None
+
+    def _create_replica(self, name: str, source: Any, source_region: str, target: str, ready_at: float) -> None:
         if not source.stream_specification or not source.stream_specification.get("StreamEnabled"):
             source.set_stream_specification(STREAM)  # AWS turns the stream on when a replica is added
         desc = backend(source_region).describe_table(name)["Table"]
@@ -165,9 +271,29 @@ class GlobalTables(Extension):
         for item in list(source.all_items()):
             attrs = item.to_json()["Attributes"]
             _write_replicated(replica, source_region, lambda a=attrs: backend(target).put_item(name, a))
-        # The backfill carried everything written so far: replication starts from here on both sides.
+            # The copy is the source's version of the item: an older write still on its way must not win.
+            slot = _item_key(source, item)
+            if (name, source_region, slot) in self.last_write:
+                self.last_write[(name, target, slot)] = self.last_write[(name, source_region, slot)]
+        # The backfill carried everything written so far: replication starts from here on both sides. Writes
+        # still held for the source are not in it, so the new replica waits for them too.
         self.offsets.setdefault((name, source_region), (source.stream_shard, len(source.stream_shard.items)))
         self.offsets[(name, target)] = (replica.stream_shard, len(replica.stream_shard.items))
+        self.backlog[(name, target)] = list(self.backlog.get((name, source_region), []))
+        group = self.groups.setdefault(name, ReplicaGroup(name, {source_region: Replica(ACTIVE)}))
+        group.replicas[target] = Replica(CREATING, ready_at)
+
+    def _delete_replica(self, name: str, target: str) -> None:
+        if self.sandbox.strict:
+            self.groups[name].replicas[target] = Replica(DELETING, self.sandbox.now() +
+                                                         self.sandbox.duration("replica_deleted"))
+            return
+        self._remove_replica(name, target)
+
+    def _remove_replica(self, name: str, target: str) -> None:
+        if name in backend(target).tables:
+            backend(target).delete_table(name)
+        self._left_group(name, target)
 
     def _left_group(self, name: str, region: str) -> None:
         with self.sandbox.lock:
@@ -181,6 +307,35 @@ class GlobalTables(Extension):
                 del self.groups[name]
                 for slot in [k for k in self.offsets if k[0] == name]:
                     del self.offsets[slot]
+                for slot in [k for k in self.backlog if k[0] == name]:
+                    del self.backlog[slot]
+
+    def _settle(self) -> None:
+        """Move every state whose time has come: tables and replicas to ACTIVE, deleted replicas out. Holds
+        sandbox.lock."""
+        now = self.sandbox.now()
+        for slot in [k for k, until in self.creating.items() if now >= until]:
+            del self.creating[slot]
+        for group in list(self.groups.values()):
+            for region, replica in list(group.replicas.items()):
+                if replica.status == CREATING and now >= replica.until:
+                    group.replicas[region] = Replica(ACTIVE)
+                elif replica.status == DELETING and now >= replica.until:
+                    self._remove_replica(group.name, region)
+
+    def _unreplicated(self, name: str, region: str) -> bool:
+        """Whether writes made in `region` have not reached every other replica yet. Holds sandbox.lock."""
+        group = self.groups.get(name)
+        if group is None or region not in group.replicas or len(group.replicas) < 2:
+            return False
+        table = backend(region).tables.get(name)
+        if table is not None and table.stream_shard is not None:
+            shard, start = self.offsets.get((name, region), (None, 0))
+            unread = table.stream_shard.items[start:] if shard is table.stream_shard else table.stream_shard.items
+            if any(not getattr(rec, _ORIGIN, None) for rec in unread):
+                return True
+        staying = {r for r, replica in group.replicas.items() if r != region and replica.status != DELETING}
+        return any(source == region for target in staying for source, _ in self.backlog.get((name, target), []))
 
     # ------------------------------------------------------------------ replication
 
@@ -195,33 +350,53 @@ class GlobalTables(Extension):
         self.offsets.clear()
         self.last_write.clear()
         self.backlog.clear()
+        self.creating.clear()
+        self.stats.clear()
 
     def replicate_once(self) -> int:
         """One pass over every replica's new stream records. Returns the number of writes applied."""
         applied = 0
         with self.sandbox.lock:
+            self._settle()
             paused = set(self.sandbox.fault("replication_paused"))
             for group in list(self.groups.values()):
-                records = []
-                for region in list(group.replicas):
-                    table = backend(region).tables.get(group.name)
-                    if table is None or table.stream_shard is None:
-                        continue
-                    records += [(region, rec) for rec in self._new_records(group.name, region, table)]
-                # First learn every region's own writes, then apply in time order, so last writer wins.
-                for region, rec in records:
-                    if not getattr(rec, _ORIGIN, None):
-                        slot = (group.name, region, _key(rec))
-                        self.last_write[slot] = max(self.last_write.get(slot, _NEVER), _version(rec, region))
-                outgoing = [(r, rec) for r, rec in records if not getattr(rec, _ORIGIN, None)]
-                for target in group.replicas:
-                    held = self.backlog.setdefault((group.name, target), [])
-                    held += [(r, rec) for r, rec in outgoing if r != target]
-                    if target in paused:
-                        continue  # held, as AWS holds writes for a replica it cannot reach
-                    for region, rec in sorted(held, key=lambda item: _version(item[1], item[0])):
-                        applied += self._apply(group.name, region, target, rec)
-                    held.clear()
+                applied += self._replicate_group(group, paused)
+        return applied
+
+    def _replicate_group(self, group: ReplicaGroup, paused: set[str]) -> int:
+        records = []
+        for region in list(group.replicas):
+            table = backend(region).tables.get(group.name)
+            if table is None or table.stream_shard is None:
+                continue
+            records += [(region, rec) for rec in self._new_records(group.name, region, table)]
+        # First learn every region's own writes, then apply in time order, so last writer wins.
+        outgoing = [(r, rec) for r, rec in records if not getattr(rec, _ORIGIN, None)]
+        self.stats["read"] += len(outgoing)
+        for region, rec in outgoing:
+            slot = (group.name, region, _key(rec))
+            self.last_write[slot] = max(self.last_write.get(slot, _NEVER), _version(rec, region))
+        for target in group.replicas:
+            held = self.backlog.setdefault((group.name, target), [])
+            held += [(r, rec) for r, rec in outgoing if r != target]
+        applied = 0
+        for target, replica in list(group.replicas.items()):
+            if target in paused or replica.status == DELETING:
+                continue  # held, as AWS holds writes for a replica it cannot reach (or is removing)
+            applied += self._deliver(group.name, target)
+        return applied
+
+    def _deliver(self, name: str, target: str) -> int:
+        """Apply the target's backlog in time order; a write leaves the backlog only once applied."""
+        held = self.backlog.get((name, target), [])
+        held.sort(key=lambda item: _version(item[1], item[0]))
+        applied = done = 0
+        try:
+            for region, rec in held:
+                applied += self._apply(name, region, target, rec)
+                done += 1
+        finally:
+            del held[:done]
         return applied
 
     def _new_records(self, name: str, region: str, table: Any) -> list[Any]:
@@ -234,17 +409,17 @@ class GlobalTables(Extension):
 
     def _apply(self, name: str, source: str, target: str, rec: Any) -> int:
         slot, version = (name, target, _key(rec)), _version(rec, source)
-        if self.last_write.get(slot, _NEVER) > version:
-            return 0  # the target holds a newer write; it replicates the other way
         table = backend(target).tables.get(name)
-        if table is None:
-            return 0
+        if table is None or self.last_write.get(slot, _NEVER) > version:
+            self.stats["superseded"] += 1
+            return 0  # the target holds a newer write; it replicates the other way
         data = rec.record["dynamodb"]
         if rec.record["eventName"] == "REMOVE":
             _write_replicated(table, source, lambda: backend(target).delete_item(name, data["Keys"]))
         else:
             _write_replicated(table, source, lambda: backend(target).put_item(name, data["NewImage"]))
         self.last_write[slot] = version
+        self.stats["applied"] += 1
         return 1
 
 
@@ -279,7 +454,18 @@ def _version(rec: Any, region: str) -> tuple[float, str]:
 
 
 def _key(rec: Any) -> str:
-    keys = rec.record["dynamodb"]["Keys"]
+    return _key_of(rec.record["dynamodb"]["Keys"])
+
+
+def _item_key(table: Any, item: Any) -> str:
+    """The key of one of moto's items, as `_key` gives it for a stream record of that item."""
+    keys = {table.hash_key_attr: item.hash_key.to_json()}
+    if table.range_key_attr is not None and item.range_key is not None:
+        keys[table.range_key_attr] = item.range_key.to_json()
+    return _key_of(keys)
+
+
+def _key_of(keys: dict[str, Any]) -> str:
     return repr(sorted((k, sorted(v.items())) for k, v in keys.items()))
 
 

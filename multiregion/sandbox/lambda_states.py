@@ -32,6 +32,7 @@ then is not documented). ListFunctions leaves the state fields out, as AWS's doe
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -204,6 +205,28 @@ class FunctionStates(Extension):
         for config in body.get("Functions") or []:
             for name in STATE_FIELDS:
                 config.pop(name, None)
+        # moto ignores MaxItems and Marker and lists everything at once: page as Lambda does, the marker
+        # naming the next page's first function (opaque to clients).
+        functions = body.get("Functions") or []
+        try:
+            size = int(req.raw.args.get("MaxItems", "50"))
+        except ValueError:
+            size = 0
+        if not 1 <= size <= 10000:
+            return lambda_error("InvalidParameterValueException", "MaxItems must be between 1 and 10000", 400)
+        start = 0
+        marker = req.raw.args.get("Marker")
+        if marker:
+            names = [f.get("FunctionName") for f in functions]
+            wanted = _unmark(marker)
+            if wanted not in names:
+                return lambda_error("InvalidParameterValueException", f"Invalid marker: {marker}", 400)
+            start = names.index(wanted)
+        page = functions[start:start + size]
+        body["Functions"] = page
+        body.pop("NextMarker", None)
+        if start + size < len(functions):
+            body["NextMarker"] = _mark(str(functions[start + size].get("FunctionName")))
         return self._answer(resp, body)
 
     # ------------------------------------------------------------------ what the runtime asks
@@ -287,6 +310,17 @@ class FunctionStates(Extension):
     def _answer(resp: Forwarded, body: dict[str, Any]) -> Response:
         # moto writes absent members as null; AWS (and botocore's serializers) leave them out.
         return resp.response(json.dumps(_without_nulls(body)).encode())
+
+
+def _mark(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _unmark(marker: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(marker.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _without_nulls(value: Any) -> Any:

@@ -8,16 +8,24 @@ The pieces live in their own modules and are wired in together by `route53_exten
                     global name over HTTP: a request whose Host is a routed name is served by the region
                     the DNS answer points to
 
-This module holds what they share: the moto backend, XML in and out, and AWS-shaped errors.
+This module holds what they share (the moto backend, XML in and out, AWS-shaped errors), CreateHostedZone's
+CallerReference rule, and change status (`RecordChanges`): every ChangeResourceRecordSets, CreateHostedZone
+and DeleteHostedZone answer gets a change id of its own that GetChange knows (moto answers one fixed id,
+always INSYNC). Under `SandboxOptions.strict` the change is PENDING, as AWS answers it, and GetChange says
+INSYNC once `duration("route53_insync")` has passed (Route 53 API reference, GetChange: "PENDING indicates
+that the changes in this request have not propagated to all Amazon Route 53 DNS servers"); an unknown id is
+NoSuchChange (404).
 """
 
 from __future__ import annotations
 
 import io
 import re
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +55,74 @@ def route53_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.route53_health import HealthChecks
     from multiregion.sandbox.route53_policies import TrafficPolicies
 
-    return [HostedZoneReferences(sandbox), HealthChecks(sandbox), TrafficPolicies(sandbox), DnsAnswers(sandbox)]
+    return [RecordChanges(sandbox), HostedZoneReferences(sandbox), HealthChecks(sandbox), TrafficPolicies(sandbox),
+            DnsAnswers(sandbox)]
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    id: str
+    submitted_at: datetime
+    insync_at: float  # sandbox clock
+
+
+_CHANGE_ID_RE = re.compile(rb"<Id>/change/[^<]*</Id>")
+_CHANGE_STATUS_RE = re.compile(rb"<Status>(PENDING|INSYNC)</Status>")
+_CHANGE_SUBMITTED_RE = re.compile(rb"<SubmittedAt>[^<]*</SubmittedAt>")
+
+
+class RecordChanges(Extension):
+    """Change ids and their status (see the module docstring)."""
+
+    def __init__(self, sandbox: Sandbox):
+        super().__init__(sandbox)
+        self.changes: dict[str, ChangeRecord] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.changes.clear()
+
+    def handle(self, req: SandboxRequest) -> Response | None:
+        return dispatch(req, [route("GET", "/change/([^/]+)", self._get)])
+
+    def submitted(self, answer: Response) -> Response:
+        """A successful answer carrying a ChangeInfo, with its change registered and its status set."""
+        if answer.status_code >= 300:
+            return answer
+        body = answer.get_data()
+        if not _CHANGE_ID_RE.search(body):
+            return answer
+        change_id = f"C{uuid.uuid4().hex[:13].upper()}"
+        pending = self.sandbox.strict
+        submitted = datetime.now(timezone.utc)
+        with self._lock:
+            self.changes[change_id] = ChangeRecord(change_id, submitted, self.sandbox.now() +
+                                                   (self.sandbox.duration("route53_insync") if pending else 0.0))
+        body = _CHANGE_ID_RE.sub(f"<Id>/change/{change_id}</Id>".encode(), body, count=1)
+        body = _CHANGE_SUBMITTED_RE.sub(f"<SubmittedAt>{timestamp(submitted)}</SubmittedAt>".encode(), body, count=1)
+        body = _CHANGE_STATUS_RE.sub(b"<Status>PENDING</Status>" if pending else b"<Status>INSYNC</Status>", body,
+                                     count=1)
+        answer.set_data(body)
+        return answer
+
+    def status(self, change_id: str) -> str | None:
+        """PENDING or INSYNC for a change this sandbox answered, None for an unknown id."""
+        with self._lock:
+            change = self.changes.get(zone_id_of(change_id))
+        if change is None:
+            return None
+        return "INSYNC" if self.sandbox.now() >= change.insync_at else "PENDING"
+
+    def _get(self, req: SandboxRequest, change_id: str) -> Response:
+        with self._lock:
+            change = self.changes.get(zone_id_of(change_id))
+        if change is None:
+            if not self.sandbox.strict:
+                return self.forward(req).response()  # moto: any id is INSYNC
+            raise Route53Error("NoSuchChange", "A change with the specified change ID does not exist.", 404)
+        return xml_response("GetChangeResponse", {"ChangeInfo": {
+            "Id": f"/change/{change.id}", "Status": self.status(change.id), "SubmittedAt": change.submitted_at}})
 
 
 class HostedZoneReferences(Extension):
@@ -62,7 +137,8 @@ class HostedZoneReferences(Extension):
         self.references.clear()
 
     def handle(self, req: SandboxRequest) -> Response | None:
-        return dispatch(req, [route("POST", "/hostedzone", self._create)])
+        return dispatch(req, [route("POST", "/hostedzone", self._create),
+                              route("DELETE", "/hostedzone/([^/]+)", self._delete)])
 
     def _create(self, req: SandboxRequest) -> Response:
         reference = text(parse_xml(req.body), "CallerReference", required=True) or ""
@@ -74,7 +150,10 @@ class HostedZoneReferences(Extension):
             answer = self.forward(req)
             if answer.status == 201:
                 self.references.add(reference)
-        return answer.response()
+        return self.sandbox.extension(RecordChanges).submitted(answer.response())
+
+    def _delete(self, req: SandboxRequest, zone_id: str) -> Response:
+        return self.sandbox.extension(RecordChanges).submitted(self.forward(req).response())
 
 
 def backend() -> Any:

@@ -1,22 +1,38 @@
 """Route 53 health checks that really probe, and CreateHealthCheck's idempotency as on AWS.
 
 moto stores health checks but never probes them (`GetHealthCheckStatus` is canned). Here a prober thread
-probes every HTTP, HTTPS, HTTP_STR_MATCH, HTTPS_STR_MATCH and TCP check, as Route 53 does:
+probes every HTTP, HTTPS, HTTP_STR_MATCH, HTTPS_STR_MATCH and TCP check, as Route 53 does (Route 53 Developer
+Guide, "How Amazon Route 53 determines whether a health check is healthy", and the API reference):
 
-* From several checker regions: the check's `Regions`, or by default DEFAULT_CHECKERS. AWS checks from all
-  eight checker regions when `Regions` is omitted; the sandbox uses three by default to keep the probe load
-  of a laptop low (the 18% rule behaves the same for a fully failing or fully passing endpoint).
-* Each checker on its own schedule, staggered within the interval: the next probe starts
-  `RequestInterval / time_scale` seconds after the previous answer (time scale 10 turns a 30 s interval
-  into a probe every 3 s). The probe limits are NOT scaled: the TCP connection must open within 4 s and a
-  2xx/3xx status must arrive within 2 s of connecting (the STR_MATCH search string within the first 5,120
-  bytes of the body, read within the same 2 s), because those are what a slow API fails on AWS.
+* From the check's `Regions`, or when it has none from every checker region: "If you don't specify any
+  regions, Route 53 health checkers automatically performs checks from all of the regions that are listed
+  under Valid Values" (HealthCheckConfig.Regions; the eight of CHECKER_REGIONS).
+* CHECKERS_PER_REGION checkers in each checker region, each with its own address. AWS documents no count;
+  two follows from what it does document: each checker region has two ROUTE53_HEALTHCHECKS ranges in AWS's
+  ip-ranges.json (CHECKER_IPS takes one address in each), and "If you choose an interval of 30 seconds ...
+  On average, your endpoint will receive a health check request about every two seconds" (Developer Guide,
+  "Values that you specify when you create or update health checks"), about 15 checkers for 8 regions.
+* Each checker on its own schedule, staggered within the interval ("Route 53 health checkers in different
+  data centers don't coordinate with one another"): the next probe starts `RequestInterval / time_scale`
+  seconds after the previous answer ("The number of seconds between the time that each Route 53 health
+  checker gets a response from your endpoint and the time that it sends the next health check request").
+  A new check's checkers start after `duration("health_check_first_verdict")`. The probe limits are NOT
+  scaled: the TCP connection must open within 4 s and a 2xx/3xx status must arrive within 2 s of
+  connecting (the STR_MATCH search string within the first 5,120 bytes of the body, read within the same
+  2 s), because those are what a slow API fails on AWS.
 * Each checker keeps its own status: it turns unhealthy after `FailureThreshold` consecutive failures and
-  healthy again after as many consecutive successes. The endpoint is healthy when MORE than 18% of its
-  checkers report healthy (`endpoint_healthy`). `Inverted` inverts. A `Disabled` check is healthy
-  without probing (and, as AWS suggests to stop traffic to a disabled check, `Inverted` still inverts
-  that). A CALCULATED check is healthy when at least `HealthThreshold` of its children are. Other types
-  (CLOUDWATCH_METRIC, RECOVERY_CONTROL) stay healthy.
+  healthy again after as many consecutive successes ("The number of consecutive health checks that an
+  endpoint must pass or fail for Route 53 to change the current status of the endpoint from unhealthy to
+  healthy or vice versa"). The endpoint is healthy when MORE than 18% of its checkers report healthy
+  (`endpoint_healthy`): that thresholded verdict is what routing (TestDNSAnswer, the global name) uses.
+* `GetHealthCheckStatus` lists one observation per checker that has probed: its address, region, and its
+  last result as a status text with the time of that probe ("Success: HTTP Status Code 200, OK",
+  "Failure: ..."). AWS describes the StatusReport as "the status of the health check endpoint as reported
+  by one of the Amazon Route 53 health checkers" and CheckedTime as "The date and time that the health
+  checker performed the health check": a probe's own result, not the checker's thresholded view.
+* `Inverted` inverts. A `Disabled` check is healthy without probing (and, as AWS suggests to stop traffic
+  to a disabled check, `Inverted` still inverts that). A CALCULATED check is healthy when at least
+  `HealthThreshold` of its children are. Other types (CLOUDWATCH_METRIC, RECOVERY_CONTROL) stay healthy.
 * A new check starts healthy, and so do its checkers (AWS reports a new check healthy until enough
   observations say otherwise); `health(id)` also gives the time of the last status change.
 
@@ -61,12 +77,14 @@ from multiregion.sandbox.route53 import (
 
 CHECKER_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
                    "ap-northeast-1", "sa-east-1")
-DEFAULT_CHECKERS = ("us-east-1", "eu-west-1", "ap-southeast-1")
-# An address inside each region's published ROUTE53_HEALTHCHECKS range, shown in observations.
+DEFAULT_CHECKERS = CHECKER_REGIONS
+CHECKERS_PER_REGION = 2
+# One address inside each of the region's two published ROUTE53_HEALTHCHECKS ranges: one per checker.
 CHECKER_IPS = {
-    "us-east-1": "107.23.255.11", "us-west-1": "54.183.255.139", "us-west-2": "54.244.52.203",
-    "eu-west-1": "54.228.16.11", "ap-southeast-1": "54.251.31.139", "ap-southeast-2": "54.252.79.139",
-    "ap-northeast-1": "54.248.220.11", "sa-east-1": "177.71.207.139",
+    "us-east-1": ("107.23.255.11", "54.243.31.203"), "us-west-1": ("54.183.255.139", "54.241.32.75"),
+    "us-west-2": ("54.244.52.203", "54.245.168.11"), "eu-west-1": ("54.228.16.11", "176.34.159.203"),
+    "ap-southeast-1": ("54.251.31.139", "54.255.254.203"), "ap-southeast-2": ("54.252.79.139", "54.252.254.203"),
+    "ap-northeast-1": ("54.248.220.11", "54.250.253.203"), "sa-east-1": ("177.71.207.139", "54.232.40.75"),
 }
 PROBED_TYPES = frozenset({"HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH", "TCP"})
 CONNECT_TIMEOUT = 4.0
@@ -130,10 +148,11 @@ class Observation:
 
 @dataclass
 class Checker:
-    """One simulated Route 53 health checker: its own schedule, streak and status."""
+    """One simulated Route 53 health checker: its own address, schedule, streak and status."""
 
     region: str
     next_due: float
+    ip: str = "0.0.0.0"
     healthy: bool = True
     streak: int = 0  # consecutive observations that disagree with the current status
     in_flight: bool = False
@@ -156,12 +175,18 @@ class CheckState:
     since: float = field(default_factory=time.time)
 
 
-def new_checkers(spec: CheckSpec, now: float, keep: dict[str, Checker] | None = None) -> dict[str, Checker]:
-    """Checkers for the spec's regions, each starting at its own offset within the interval."""
+def checker_ips(region: str) -> tuple[str, ...]:
+    return CHECKER_IPS.get(region, ("0.0.0.0",) * CHECKERS_PER_REGION)[:CHECKERS_PER_REGION]
+
+
+def new_checkers(spec: CheckSpec, start: float, keep: dict[str, Checker] | None = None) -> dict[str, Checker]:
+    """Checkers for the spec's regions, keyed by address, each starting at its own offset within the interval
+    from `start`; the checkers of regions in `keep` stay as they are."""
     keep = keep or {}
+    slots = [(region, ip) for region in spec.regions for ip in checker_ips(region)]
     out: dict[str, Checker] = {}
-    for i, region in enumerate(spec.regions):
-        out[region] = keep.get(region) or Checker(region, now + i / max(len(spec.regions), 1) * spec.interval)
+    for i, (region, ip) in enumerate(slots):
+        out[ip] = keep.get(ip) or Checker(region, start + i / len(slots) * spec.interval, ip=ip)
     return out
 
 
@@ -290,7 +315,7 @@ class HealthChecks(Extension):
         with self._lock:
             state = self.states.get(check_id)
             checkers = list(state.checkers.values()) if state else []
-        return [{"Region": c.region, "IPAddress": CHECKER_IPS.get(c.region, "0.0.0.0"),
+        return [{"IPAddress": c.ip, "Region": c.region,
                  "StatusReport": {"Status": c.last.status, "CheckedTime": c.last.checked}}
                 for c in checkers if c.last is not None]
 
@@ -444,7 +469,7 @@ class HealthChecks(Extension):
         with self.sandbox.lock:
             specs = {hc.id: CheckSpec.of(hc) for hc in backend().health_checks.values()}
         now = time.monotonic()
-        jobs: list[tuple[CheckSpec, str]] = []
+        jobs: list[tuple[CheckSpec, str]] = []  # (check, checker address)
         with self._lock:
             for check_id in set(self.states) - set(specs):
                 del self.states[check_id]
@@ -455,12 +480,12 @@ class HealthChecks(Extension):
                 for checker in state.checkers.values():
                     if not checker.in_flight and now >= checker.next_due:
                         checker.in_flight = True
-                        jobs.append((state.spec, checker.region))
+                        jobs.append((state.spec, checker.ip))
             for state in self.states.values():
                 self._evaluate(state)
-        for spec, region in jobs:
+        for spec, ip in jobs:
             if self._pool is not None and not self._loop.stopping.is_set():
-                self._pool.submit(self._probe_job, spec, region)
+                self._pool.submit(self._probe_job, spec, ip)
         return len(jobs)
 
     def _track(self, spec: CheckSpec) -> None:
@@ -471,7 +496,8 @@ class HealthChecks(Extension):
         """The state of a check, created or brought up to date with moto's settings. Holds self._lock."""
         state = self.states.get(spec.id)
         if state is None:
-            state = self.states[spec.id] = CheckState(spec, new_checkers(self._scaled(spec), now))
+            start = now + self.sandbox.duration("health_check_first_verdict")
+            state = self.states[spec.id] = CheckState(spec, new_checkers(self._scaled(spec), start))
         elif state.spec != spec:
             if state.spec.regions != spec.regions:
                 state.checkers = new_checkers(self._scaled(spec), now, keep=state.checkers)
@@ -485,14 +511,14 @@ class HealthChecks(Extension):
         frozen = self.sandbox.fault("health_check_frozen")
         return frozen == "*" or "*" in frozen or check_id in frozen
 
-    def _probe_job(self, spec: CheckSpec, region: str) -> None:
+    def _probe_job(self, spec: CheckSpec, ip: str) -> None:
         try:
             observation = probe(spec, probe_target(spec, self.sandbox.host, self.sandbox.port))
         except Exception as exc:  # a prober bug must not leave the checker in flight forever
             observation = _observed(False, f"Failure: the sandbox's prober failed: {type(exc).__name__}: {exc}")
         with self._lock:
             state = self.states.get(spec.id)
-            checker = state.checkers.get(region) if state else None
+            checker = state.checkers.get(ip) if state else None
             if state is None or checker is None:
                 return
             checker.in_flight = False

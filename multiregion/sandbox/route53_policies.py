@@ -13,7 +13,7 @@ work unchanged. What Route 53 does and the sandbox does too:
   TrafficPolicyInUse while an instance uses it; a deleted version is never listed again but can still be
   read with `GetTrafficPolicy`, as on AWS.
 * `CreateTrafficPolicyInstance` is asynchronous: the instance is `Creating` (`Updating` after an update)
-  for INSTANCE_DELAY seconds of AWS time (time-scaled), then `Applied`; a change to an instance before then
+  for `duration("policy_instance_applied")` (see timing.py), then `Applied`; a change to an instance before then
   is refused with PriorRequestNotComplete. The policy record (the record of the policy's RecordType at the
   instance's name, with `TrafficPolicyInstanceId`) is in the hosted zone from the start, so
   `ListResourceRecordSets` shows it, as AWS lists it: no TTL (the instance has it) and a placeholder value
@@ -27,9 +27,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +42,7 @@ from multiregion.sandbox.route53 import (
     LOCATION,
     XMLNS,
     Members,
+    RecordChanges,
     Route53Error,
     backend,
     dispatch,
@@ -57,7 +58,6 @@ from multiregion.sandbox.route53 import (
 
 MAX_DOCUMENT = 102_400
 MAX_VERSIONS = 1000
-INSTANCE_DELAY = 5.0  # AWS seconds an instance stays Creating/Updating (0.5 s at time scale 10)
 FORMAT_VERSIONS = ("2015-10-01", "2023-05-09")
 RECORD_TYPES = frozenset({"A", "AAAA", "CAA", "CNAME", "MX", "NAPTR", "PTR", "SPF", "SRV", "TXT"})
 ENDPOINT_TYPES = frozenset({"value", "cloudfront", "elastic-load-balancer", "application-load-balancer",
@@ -246,11 +246,12 @@ class Instance:
     policy_id: str
     version: int
     type: str
+    ready_at: float  # sandbox clock time at which the instance is Applied
+    clock: Callable[[], float] = field(repr=False)
     state: str = "Creating"
-    ready_at: float = field(default_factory=time.monotonic)
 
     def current_state(self) -> str:
-        if self.state in ("Creating", "Updating") and time.monotonic() >= self.ready_at:
+        if self.state in ("Creating", "Updating") and self.clock() >= self.ready_at:
             self.state = "Applied"
         return self.state
 
@@ -425,7 +426,7 @@ class TrafficPolicies(Extension):
                 raise Route53Error("InvalidInput", f"The name {name} is not permitted in zone {zone.name}")
             self._check_free(zone, name, policy.type)
             inst = Instance(str(uuid.uuid4()), zone_id, name, ttl, policy_id, version, policy.type,
-                            ready_at=self._ready_at())
+                            ready_at=self._ready_at(), clock=self.sandbox.now)
             self.instances[inst.id] = inst
             self._write_record(zone, inst)
             body = inst.to_xml()
@@ -514,7 +515,11 @@ class TrafficPolicies(Extension):
     # ------------------------------------------------------------------ the policy record
 
     def _change_records(self, req: SandboxRequest, zone_id: str) -> Response | None:
-        """Keep policy records the instance's: deletions are allowed, creating or replacing one is not."""
+        """Keep policy records the instance's: deletions are allowed, creating or replacing one is not. The
+        answer's ChangeInfo is the change registry's (PENDING under strict, see route53.RecordChanges)."""
+        return self.sandbox.extension(RecordChanges).submitted(self._changed_records(req, zone_id))
+
+    def _changed_records(self, req: SandboxRequest, zone_id: str) -> Response:
         root = parse_xml(req.body)
         changes = root.findall("ChangeBatch/Changes/Change")
         with self.sandbox.lock:
@@ -593,7 +598,7 @@ class TrafficPolicies(Extension):
     # ------------------------------------------------------------------ lookups (hold sandbox.lock)
 
     def _ready_at(self) -> float:
-        return time.monotonic() + self.sandbox.scaled(INSTANCE_DELAY)
+        return self.sandbox.now() + self.sandbox.duration("policy_instance_applied")
 
     @staticmethod
     def _live(versions: dict[int, PolicyVersion]) -> bool:

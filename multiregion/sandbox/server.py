@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ class SandboxOptions:
     timing: str = "fast"
     # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
     # propagation delays); see the realism tests. Durations come from `timing` either way.
+    # What it turns on: STRICT_BEHAVIOURS below.
     strict: bool = False
     # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "names" (the alias target's
     # DNS name) or "addresses" (as Route 53 does: addresses, which the sandbox derives from the target name
@@ -61,6 +63,19 @@ class SandboxOptions:
             raise ValueError(f"alias_answers must be one of {', '.join(ALIAS_ANSWERS)}, not {self.alias_answers!r}")
 
 
+# What `SandboxOptions.strict` turns on; everything else the sandbox does is always on.
+STRICT_BEHAVIOURS = (
+    "DynamoDB: a new table is CREATING for duration('table_active'); UpdateTable and DeleteTable are refused "
+    "(ResourceInUseException) while the table is CREATING or UPDATING, not only a second ReplicaUpdates",
+    "DynamoDB: a deleted replica is DELETING for duration('replica_deleted') (table UPDATING) before it goes",
+    "DynamoDB: deleting a replica or a replica's table while its writes are not replicated everywhere is "
+    "refused with AWS's 'The last active replica ... cannot be deleted until all writes are replicated'",
+    "Route 53: ChangeResourceRecordSets and CreateHostedZone answer PENDING; GetChange says INSYNC after "
+    "duration('route53_insync'); an unknown change id is NoSuchChange",
+    "API Gateway: control-plane throttling at the documented per-account rates (TooManyRequestsException)",
+)
+
+
 @dataclass
 class Sandbox:
     options: SandboxOptions = field(default_factory=SandboxOptions)
@@ -69,6 +84,12 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
+        from multiregion.sandbox import timing
+
+        if self.options.timing not in timing.PROFILES:
+            raise ValueError(f"unknown timing profile {self.options.timing!r}; known: {', '.join(timing.PROFILES)}")
+        # The clock of AWS's asynchronous states (pending, throttles); a test may drive it.
+        self.clock: Callable[[], float] = time.monotonic
         self.lock = threading.RLock()
         self.faults: dict[str, Any] = json.loads(json.dumps(FAULTS))
         self.faults_lock = threading.Lock()
@@ -145,6 +166,14 @@ class Sandbox:
         with self.faults_lock:
             return self.faults[name]
 
+    def now(self) -> float:
+        """Monotonic seconds on the sandbox's clock (see `clock`)."""
+        return self.clock()
+
+    @property
+    def strict(self) -> bool:
+        return self.options.strict
+
     def scaled(self, seconds: float) -> float:
         """An AWS duration in sandbox time."""
         return seconds / self.options.time_scale
@@ -167,13 +196,16 @@ def load_extensions(sandbox: Sandbox) -> list[Extension]:
     from multiregion.sandbox.acm import CertificateValidation
     from multiregion.sandbox.apigateway import ApiDataPlane
     from multiregion.sandbox.apigateway_domains import RegionalDomains
+    from multiregion.sandbox.apigateway_throttle import ControlPlaneThrottle
     from multiregion.sandbox.dynamodb import GlobalTables
     from multiregion.sandbox.lambda_runtime import LambdaRuntime
     from multiregion.sandbox.lambda_states import FunctionStates
     from multiregion.sandbox.route53 import route53_extensions
 
-    return [GlobalTables(sandbox), CertificateValidation(sandbox), RegionalDomains(sandbox), FunctionStates(sandbox),
-            LambdaRuntime(sandbox), ApiDataPlane(sandbox), *route53_extensions(sandbox)]
+    # The throttle sees API Gateway's control plane before anything answers it, as AWS throttles first.
+    return [GlobalTables(sandbox), CertificateValidation(sandbox), ControlPlaneThrottle(sandbox),
+            RegionalDomains(sandbox), FunctionStates(sandbox), LambdaRuntime(sandbox), ApiDataPlane(sandbox),
+            *route53_extensions(sandbox)]
 
 
 class ControlEndpoints(Extension):
@@ -188,7 +220,8 @@ class ControlEndpoints(Extension):
         sb = self.sandbox
         if name == "health":
             return json_response({"sandbox": "multiregion", "pid": os.getpid(), "port": sb.port,
-                                  "time_scale": sb.options.time_scale,
+                                  "time_scale": sb.options.time_scale, "timing": sb.options.timing,
+                                  "strict": sb.options.strict,
                                   "uptime": round(time.time() - sb.started_at, 1)},
                                  content_type="application/json")
         if name == "reset" and req.method == "POST":

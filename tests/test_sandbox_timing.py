@@ -1,0 +1,42 @@
+"""The sandbox's table of AWS durations: a fast profile (the default) and an aws profile in AWS time."""
+
+from __future__ import annotations
+
+import pytest
+
+from multiregion.sandbox import timing
+from multiregion.sandbox.server import Sandbox, SandboxOptions
+
+# Every duration the realism work names; a missing one would leave a state without an AWS figure.
+NAMED = {"table_active", "replica_active", "replica_deleted", "acm_validation", "domain_available",
+         "route53_insync", "policy_instance_applied", "lambda_pending", "lambda_update", "iam_role_assumable",
+         "health_check_first_verdict"}
+
+
+def test_every_duration_is_named_and_says_where_its_figure_comes_from() -> None:
+    assert set(timing.DURATIONS) >= NAMED
+    for name, duration in timing.DURATIONS.items():
+        kind = duration.source.split(":")[0]
+        assert kind in ("AWS documentation", "published measurement", "estimate"), f"{name}: {duration.source!r}"
+        assert duration.aws_seconds >= 0 and duration.fast_seconds >= 0
+
+
+def test_aws_profile_is_aws_seconds_divided_by_the_time_scale() -> None:
+    assert timing.sandbox_seconds("route53_insync", "aws", 10.0) == pytest.approx(6.0)
+    assert timing.sandbox_seconds("replica_active", "aws", 60.0) == pytest.approx(3.0)
+    # The fast profile ignores the time scale: its delays are already sandbox seconds.
+    assert timing.sandbox_seconds("replica_active", "fast", 60.0) == timing.DURATIONS["replica_active"].fast_seconds
+
+
+def test_sandbox_duration_follows_its_options() -> None:
+    fast = Sandbox(SandboxOptions(replica_create_delay=0.2))
+    assert fast.duration("replica_active") == 0.2  # an explicit option wins in the fast profile
+    assert fast.duration("route53_insync") == 0.0
+    aws = Sandbox(SandboxOptions(timing="aws", time_scale=20.0, replica_create_delay=0.2))
+    assert aws.duration("replica_active") == pytest.approx(180.0 / 20.0)
+    assert aws.duration("route53_insync") == pytest.approx(3.0)
+
+
+def test_an_unknown_profile_is_refused_when_the_sandbox_is_made() -> None:
+    with pytest.raises(ValueError, match="unknown timing profile 'slow'"):
+        Sandbox(SandboxOptions(timing="slow"))
