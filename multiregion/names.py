@@ -45,14 +45,29 @@ def function_arn(config: Config, account: str, partition: str, region: str, comp
     return f"arn:{partition}:lambda:{region}:{account}:function:{function_name(config, component)}"
 
 
-def role_name(config: Config, component: str | None = None) -> str:
-    """The execution role: one per function (`{service}-{component}-fn`); the stack-wide role of the
-    first releases was `{service}-lambda`."""
-    return config.name(f"{component}-fn") if component else config.name("lambda")
+ROLE_PATH = "/multiregion/"
+ROLE_NAME_MAX = 64
 
 
-def role_arn(config: Config, account: str, partition: str, component: str | None = None) -> str:
-    return f"arn:{partition}:iam::{account}:role/{role_name(config, component)}"
+def role_name(config: Config, component: str, region: str) -> str:
+    """One execution role per function and region (`{service}-{component}-{region}`): each may touch only
+    its own region's table. IAM role names hold at most 64 characters; a longer one keeps its start and
+    gets a digest of the whole."""
+    import hashlib
+
+    full = f"{config.service}-{component}-{region}"
+    if len(full) <= ROLE_NAME_MAX:
+        return full
+    return f"{full[:ROLE_NAME_MAX - 9]}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"
+
+
+def legacy_role_name(config: Config) -> str:
+    """The one stack-wide role of earlier releases, retired once no function uses it."""
+    return config.name("lambda")
+
+
+def role_arn(config: Config, account: str, partition: str, component: str, region: str) -> str:
+    return f"arn:{partition}:iam::{account}:role{ROLE_PATH}{role_name(config, component, region)}"
 
 
 def table_arn(config: Config, account: str, partition: str, region: str) -> str:

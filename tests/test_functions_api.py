@@ -57,8 +57,12 @@ def planned(cli: Cli) -> list[tuple[str, str, str, str]]:
     return [(c["stage"], c["region"], c["action"], c["resource"]) for c in doc["changes"]]
 
 
-def role_arn() -> str:
-    return f"arn:aws:iam::{ACCOUNT_ID}:role/items-lambda"
+def role_name(component: str, region: str) -> str:
+    return f"items-{component}-{region}"
+
+
+def role_arn(component: str = "put", region: str = "eu-west-1") -> str:
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/multiregion/{role_name(component, region)}"
 
 
 def fn_arn(region: str, component: str) -> str:
@@ -94,29 +98,39 @@ def test_up_converges_then_a_second_up_writes_nothing(cli: Cli, aws: Any, sandbo
         for component, handler in COMPONENTS.items():
             function = lam.get_function(FunctionName=f"items-{component}")
             config = function["Configuration"]
-            assert (config["Runtime"], config["Handler"], config["Role"]) == ("python3.12", handler, role_arn())
+            assert (config["Runtime"], config["Handler"], config["Role"]) == (
+                "python3.12", handler, role_arn(component, region))
             assert (config["MemorySize"], config["Timeout"]) == (256, 10)
             expected_env = {"TABLE_NAME": "items", **({"STATUS": "200"} if component == "health" else {})}
             assert config["Environment"]["Variables"] == expected_env
             assert config["CodeSha256"] == packaging.code_sha256(packaging.build_zip(component))
             assert function["Tags"] == {TAG_STACK: "items", TAG_REGION: region}
 
+    # One role per function and region, allowing only what its route declares, in its own region.
     iam = aws("iam", "eu-west-1")
-    role = iam.get_role(RoleName="items-lambda")["Role"]
-    assert role["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    assert iam.list_role_policies(RoleName="items-lambda")["PolicyNames"] == ["items-lambda"]
-    assert iam.list_attached_role_policies(RoleName="items-lambda")["AttachedPolicies"] == []
-    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName="items-lambda")["Tags"]} == {TAG_STACK: "items"}
-    policy = iam.get_role_policy(RoleName="items-lambda", PolicyName="items-lambda")["PolicyDocument"]
-    groups = [f"arn:aws:logs:{r}:{ACCOUNT_ID}:log-group:/aws/lambda/items-{c}{suffix}"
-              for r in REGIONS for c in COMPONENTS for suffix in ("", ":*")]
-    assert policy == {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ItemTable", "Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
-         "Resource": [f"arn:aws:dynamodb:{r}:{ACCOUNT_ID}:table/items" for r in REGIONS]},
-        {"Sid": "OwnLogs", "Effect": "Allow",
-         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": groups},
-    ]}
+    access = {"put": ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+              "get": ["dynamodb:GetItem", "dynamodb:Query"], "health": []}
+    for region in REGIONS:
+        for component in COMPONENTS:
+            name = role_name(component, region)
+            role = iam.get_role(RoleName=name)["Role"]
+            assert role["AssumeRolePolicyDocument"]["Statement"] == [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+            assert iam.list_role_policies(RoleName=name)["PolicyNames"] == ["least-privilege"]
+            assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+            assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]} == {
+                TAG_STACK: "items", TAG_REGION: region}
+            policy = iam.get_role_policy(RoleName=name, PolicyName="least-privilege")["PolicyDocument"]
+            group = f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:/aws/lambda/items-{component}"
+            expected = [{"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                         "Resource": [group, f"{group}:*"]}]
+            if access[component]:
+                expected.insert(0, {"Sid": "Table", "Effect": "Allow", "Action": access[component],
+                                    "Resource": [f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/items"]})
+            assert policy == {"Version": "2012-10-17", "Statement": expected}
+        groups = aws("logs", region).describe_log_groups(logGroupNamePrefix="/aws/lambda/items-")["logGroups"]
+        assert {(g["logGroupName"], g.get("retentionInDays")) for g in groups} == {
+            (f"/aws/lambda/items-{c}", 30) for c in COMPONENTS}
 
     for region in REGIONS:
         apis = rest_apis(aws, region)
@@ -158,7 +172,7 @@ def test_up_converges_then_a_second_up_writes_nothing(cli: Cli, aws: Any, sandbo
     ctx = context(sandbox, cli.config)
     stage, reader = functions_stage.FunctionsStage(), ctx.reader()
     snapshot = stage.read(reader, "us-east-1")
-    inputs = Inputs({("roles", "global"): {"role_arns": {c: role_arn() for c in COMPONENTS}}})
+    inputs = Inputs({("roles", "us-east-1"): {"role_arns": {c: role_arn(c, "us-east-1") for c in COMPONENTS}}})
     plan = stage.diff(reader.env, "us-east-1", snapshot, inputs)
     assert plan.changes == () and plan.waits == ()
     assert ctx.clients.calls["GetFunction"] == 3 and "GetFunctionConfiguration" not in ctx.clients.calls
@@ -168,7 +182,7 @@ def test_plan_on_a_fresh_account_lists_everything_and_writes_nothing(cli: Cli, a
     code, doc = cli.json("plan", *MINE)
     assert code == 0, doc
     resources = {(c["region"], c["resource"]) for c in doc["changes"]}
-    assert ("global", "role items-lambda") in resources
+    assert {(r, f"role items-{c}-{r}") for r in REGIONS for c in COMPONENTS} <= resources
     for region in REGIONS:
         assert {(region, f"function items-{c}") for c in COMPONENTS} <= resources
         assert {(region, "rest api items"), (region, "stage prod")} <= resources
@@ -179,26 +193,35 @@ def test_plan_on_a_fresh_account_lists_everything_and_writes_nothing(cli: Cli, a
 # ---------------------------------------------------------------------------------------------- updates
 
 
-def test_changing_one_handler_updates_exactly_that_function(cli: Cli, aws: Any,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    up(cli)
-    before = {r: aws("lambda", r).get_function(FunctionName="items-get")["Configuration"]["CodeSha256"]
-              for r in REGIONS}
-    original = packaging.read_source
-    monkeypatch.setattr(packaging, "read_source",
-                        lambda module: original(module) + (b"\n# edited\n" if module == "health" else b""))
-    expected = packaging.code_sha256(packaging.build_zip("health"))
+def test_changing_one_handler_updates_exactly_that_function(aws: Any, tmp_path: Path,
+                                                            write_config: Callable[..., Path]) -> None:
+    # The item API as the team's own app (as `init` writes it): edit one module, re-upload what holds it.
+    import shutil
 
-    assert planned(cli) == [("functions", r, "update", "function items-health") for r in REGIONS]
+    source = tmp_path / "app"
+    source.mkdir()
+    for module in ("put_item", "get_item", "common"):
+        shutil.copy(packaging.HANDLERS_DIR / f"{module}.py", source / f"{module}.py")
+    app = {"source": str(source), "routes": [
+        {"method": "POST", "path": "/item", "handler": "put_item.handler", "table": "write"},
+        {"method": "GET", "path": "/item/{id}", "handler": "get_item.handler", "table": "read"}]}
+    cli = Cli(write_config(app=app))
+    up(cli)
+    before = {r: {f["FunctionName"]: f["CodeSha256"] for f in aws("lambda", r).list_functions()["Functions"]}
+              for r in REGIONS}
+    (source / "get_item.py").write_text((source / "get_item.py").read_text() + "\n# edited\n")
+    assert planned(cli) == [("functions", r, "update", "function items-get-item") for r in REGIONS]
     doc = up(cli)
-    assert [(c["region"], c["resource"]) for c in doc["changes"]] == [(r, "function items-health") for r in REGIONS]
     assert doc["changes"][0]["reason"].startswith("code ")
     assert doc["api_calls"]["writes"] == {"UpdateFunctionCode": 2}
     for region in REGIONS:
-        lam = aws("lambda", region)
-        assert lam.get_function(FunctionName="items-health")["Configuration"]["CodeSha256"] == expected
-        assert lam.get_function(FunctionName="items-get")["Configuration"]["CodeSha256"] == before[region]
+        after = {f["FunctionName"]: f["CodeSha256"] for f in aws("lambda", region).list_functions()["Functions"]}
+        assert {n for n in after if after[n] != before[region][n]} == {"items-get-item"}
     assert planned(cli) == []
+    # A module both handlers import: both functions, and only they (health is the tool's own code).
+    (source / "common.py").write_text((source / "common.py").read_text() + "\n# edited\n")
+    assert sorted(planned(cli)) == sorted(("functions", r, "update", f"function items-{c}")
+                                          for r in REGIONS for c in ("put-item", "get-item"))
 
 
 def test_status_drift_is_reported_then_restored(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
@@ -259,19 +282,20 @@ def test_configuration_change_and_unknown_variables(cli: Cli, aws: Any, write_co
 def test_role_drift_is_repaired(cli: Cli, aws: Any) -> None:
     up(cli)
     iam = aws("iam", "eu-west-1")
-    iam.put_role_policy(RoleName="items-lambda", PolicyName="items-lambda", PolicyDocument=json.dumps(
+    name = role_name("put", "us-east-1")
+    iam.put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}))
-    iam.put_role_policy(RoleName="items-lambda", PolicyName="extra", PolicyDocument=json.dumps(
+    iam.put_role_policy(RoleName=name, PolicyName="extra", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
 
     code, plan = cli.json("plan", *MINE)
-    assert [(c["region"], c["resource"]) for c in plan["changes"]] == [("global", "role items-lambda")]
+    assert [(c["region"], c["resource"]) for c in plan["changes"]] == [("us-east-1", f"role {name}")]
     assert "differs from least privilege" in plan["changes"][0]["reason"]
     assert "extra inline policies extra" in plan["changes"][0]["reason"]
 
     doc = up(cli)
     assert doc["api_calls"]["writes"] == {"DeleteRolePolicy": 1, "PutRolePolicy": 1}
-    assert iam.list_role_policies(RoleName="items-lambda")["PolicyNames"] == ["items-lambda"]
+    assert iam.list_role_policies(RoleName=name)["PolicyNames"] == ["least-privilege"]
     assert planned(cli) == []
 
 
@@ -281,12 +305,13 @@ def test_a_new_region_gets_its_functions_and_the_role_is_widened(cli: Cli, aws: 
     cli.config = write_config(regions=[*REGIONS, "ap-southeast-2"])
     doc = up(cli)
     touched = {(c["region"], c["action"], c["resource"]) for c in doc["changes"]}
-    assert ("global", "update", "role items-lambda") in touched
-    assert {(r, a) for r, a, _ in touched} == {("global", "update"), ("ap-southeast-2", "create")}
+    # The new region gets its own roles; the others' roles are untouched (each names its own region only).
+    assert {(r, a) for r, a, _ in touched} == {("ap-southeast-2", "create")}
+    assert ("ap-southeast-2", "create", "role items-put-ap-southeast-2") in touched
     assert len(aws("lambda", "ap-southeast-2").list_functions()["Functions"]) == 3
-    policy = aws("iam", "eu-west-1").get_role_policy(RoleName="items-lambda", PolicyName="items-lambda")
-    assert f"arn:aws:dynamodb:ap-southeast-2:{ACCOUNT_ID}:table/items" in policy["PolicyDocument"]["Statement"][0][
-        "Resource"]
+    policy = aws("iam", "eu-west-1").get_role_policy(RoleName="items-put-ap-southeast-2", PolicyName="least-privilege")
+    assert policy["PolicyDocument"]["Statement"][0]["Resource"] == [
+        f"arn:aws:dynamodb:ap-southeast-2:{ACCOUNT_ID}:table/items"]
 
 
 # ------------------------------------------------------------------------------------------ ownership
@@ -312,11 +337,13 @@ def test_untagged_function_is_a_conflict_and_left_alone(cli: Cli, aws: Any) -> N
 
 
 def test_untagged_role_is_a_conflict(cli: Cli, aws: Any) -> None:
-    aws("iam", "eu-west-1").create_role(RoleName="items-lambda", AssumeRolePolicyDocument=json.dumps(
+    aws("iam", "eu-west-1").create_role(RoleName="items-get-us-east-1", AssumeRolePolicyDocument=json.dumps(
         roles_stage.LAMBDA_TRUST_POLICY))
     code, doc = cli.json("plan", *MINE)
     assert code == 1
-    assert any(e["region"] == "global" and "role items-lambda" in e["resource"] for e in doc["errors"])
+    assert [(e["stage"], e["region"], e["resource"]) for e in doc["errors"]] == [
+        ("roles", "us-east-1", "role items-get-us-east-1")]
+    assert {"stage": "functions", "region": "us-east-1"} in doc["skipped"]
 
 
 def test_apis_are_found_by_name_and_tag_and_never_duplicated(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
@@ -469,9 +496,9 @@ def test_down_removes_what_is_ours_and_only_that(cli: Cli, aws: Any) -> None:
     assert aws("lambda", "eu-west-1").list_functions()["Functions"] == []
     assert [f["FunctionName"] for f in us.list_functions()["Functions"]] == ["items-get"]
     assert statements(aws, "us-east-1", "items-get") == []  # the API's permission went with the API
-    with pytest.raises(ClientError, match="NoSuchEntity"):
-        aws("iam", "eu-west-1").get_role(RoleName="items-lambda")
-    assert cli.json("down", "--yes")[1]["changes"] == []
+    roles = [r["RoleName"] for r in aws("iam", "eu-west-1").list_roles()["Roles"]]
+    assert roles == []
+    assert [c for c in cli.json("down", "--yes")[1]["changes"]] == []
 
 
 def test_role_is_deleted_only_after_every_function(cli: Cli, aws: Any) -> None:
@@ -483,7 +510,7 @@ def test_role_is_deleted_only_after_every_function(cli: Cli, aws: Any) -> None:
 
     def note(op: Any) -> bool:
         if isinstance(op, Call) and op.method in ("delete_function", "delete_role"):
-            deleted.append(op.params.get("FunctionName") or f"role {op.params['RoleName']}")
+            deleted.append((op.region, op.method))
         return False
 
     import _pytest.monkeypatch
@@ -492,7 +519,8 @@ def test_role_is_deleted_only_after_every_function(cli: Cli, aws: Any) -> None:
         Crasher(note).install(patch)
         code, doc = cli.json("down", "--yes")
     assert code == 0, doc
-    assert deleted[-1] == "role items-lambda" and len(deleted) == 7  # six functions first, then the role
+    for region in REGIONS:  # in each region: its three functions first, then their three roles
+        assert [m for r, m in deleted if r == region] == ["delete_function"] * 3 + ["delete_role"] * 3
 
 
 def test_a_function_that_cannot_be_deleted_keeps_the_role(cli: Cli, aws: Any,
@@ -503,27 +531,18 @@ def test_a_function_that_cannot_be_deleted_keeps_the_role(cli: Cli, aws: Any,
     code, doc = cli.json("down", "--yes")
     assert code == 1
     assert {(e["stage"], e["region"]) for e in doc["errors"]} == {("functions", r) for r in REGIONS}
-    assert {"stage": "roles", "region": "global"} in doc["skipped"]
-    assert aws("iam", "eu-west-1").get_role(RoleName="items-lambda")["Role"]["RoleName"] == "items-lambda"
+    for region in REGIONS:
+        assert {"stage": "roles", "region": region} in doc["skipped"]
+        assert aws("iam", "eu-west-1").get_role(RoleName=role_name("get", region))["Role"]
 
 
-def test_role_policy_stays_within_iams_size_limit() -> None:
-    import json
-
+def test_role_names_fit_iams_limit_and_stay_distinct() -> None:
     from multiregion.config import parse_config
-    from multiregion.engine import Env
-    from multiregion.regions import REGIONS as ALL_REGIONS
+    from multiregion.names import role_name as name_of
 
-    def policy(service: str, regions: list[str]) -> dict[str, Any]:
-        config = parse_config({"service": service, "regions": regions,
-                               "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
-        env = Env(config, "123456789012", "aws")
-        return roles_stage.permissions_policy(env, ("put", "get", "health"))
-
-    small = policy("items", ["eu-west-1", "us-east-1"])
-    assert {r.split(":")[3] for r in small["Statement"][1]["Resource"]} == {"eu-west-1", "us-east-1"}
-    big = policy("a-rather-long-service-name-x1234", list(ALL_REGIONS))
-    assert len(json.dumps(big, separators=(",", ":"))) <= roles_stage.INLINE_POLICY_LIMIT
-    assert {r.split(":")[3] for r in big["Statement"][1]["Resource"]} == {"*"}
-    # The table stays limited to the configured regions either way.
-    assert len(big["Statement"][0]["Resource"]) == len(ALL_REGIONS)
+    config = parse_config({"service": "a-rather-long-service-name-x1234", "regions": ["ap-southeast-2"],
+                           "domain": {"name": "api.example.com", "hosted_zone": "example.com"}})
+    names = {name_of(config, c, r) for c in ("put", "get", "health", "orders-create-something")
+             for r in ("ap-southeast-2", "ap-northeast-1", "eu-west-1")}
+    assert len(names) == 12 and all(len(n) <= 64 for n in names)
+    assert name_of(config, "put", "eu-west-1") == "a-rather-long-service-name-x1234-put-eu-west-1"

@@ -16,8 +16,9 @@ from multiregion.config import parse_config
 from multiregion.engine import GLOBAL, TAG_REGION, TAG_STACK, Conflict, Env, Inputs, NodePlan, StepError
 from multiregion.lookups.functions import RoleState
 from multiregion.lookups.health_checks import TAG_RETIRED
-from multiregion.plan import Blob, Builtin, Call, Change, JsonText, Ref, Wait, monthly_cost
+from multiregion.plan import Blob, Builtin, Call, Change, Ref, Wait, monthly_cost
 from multiregion.stages.api import ApiSnapshot, ApiStage, deployment_description
+from multiregion.stages.api_keys import ApiKeysSnapshot, ApiKeysStage, RegionKeys
 from multiregion.stages.certificates import CertificateSnapshot, CertificatesStage
 from multiregion.stages.domains import DomainSnapshot, DomainsStage
 from multiregion.stages.functions import DeployedFunction, FunctionsSnapshot, FunctionsStage
@@ -128,48 +129,73 @@ def test_global_table_refuses_a_region_that_already_holds_a_table() -> None:
 # ---------------------------------------------------------------------------------------------- roles
 
 
-def role_state(**changes: Any) -> RoleState:
-    policy = permissions_policy(ENV, ("put", "get", "health"))
-    base: dict[str, Any] = {"name": "items-lambda", "arn": f"arn:aws:iam::{ACCOUNT}:role/items-lambda",
-                            "trust": LAMBDA_TRUST_POLICY, "tags": tags(), "inline": ("items-lambda",),
-                            "attached": (), "policies": {"items-lambda": policy}}
+def role_state(component: str, region: str = "eu-west-1", **changes: Any) -> RoleState:
+    actions = {"put": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+               "get": ["dynamodb:GetItem", "dynamodb:Query"], "health": []}[component]
+    name = f"items-{component}-{region}"
+    base: dict[str, Any] = {"name": name, "arn": f"arn:aws:iam::{ACCOUNT}:role/multiregion/{name}",
+                            "trust": LAMBDA_TRUST_POLICY, "tags": tags(region), "inline": ("least-privilege",),
+                            "attached": (),
+                            "policies": {"least-privilege": permissions_policy(ENV, region, component, actions)}}
     return RoleState(**{**base, **changes})
 
 
-def test_roles_fresh_creates_the_role_with_its_policy_and_hands_over_the_arns() -> None:
-    plan = RolesStage().diff(ENV, GLOBAL, RolesSnapshot({"items-lambda": None}), NONE)
-    assert keys(plan) == [(GLOBAL, "create", "role items-lambda")]
-    create, put = plan.changes[0].operations
-    assert isinstance(create, Call) and create.params["AssumeRolePolicyDocument"] == JsonText(LAMBDA_TRUST_POLICY)
-    assert isinstance(put, Call) and put.method == "put_role_policy"
-    role = f"arn:aws:iam::{ACCOUNT}:role/items-lambda"
-    assert plan.outputs["role_arns"] == {c: role for c in ("put", "get", "health")}
+def converged_roles(region: str = "eu-west-1") -> dict[str, RoleState | None]:
+    return {f"items-{c}-{region}": role_state(c, region) for c in ("put", "get", "health")}
+
+
+def test_roles_fresh_one_role_per_function_with_only_its_declared_access() -> None:
+    plan = RolesStage().diff(ENV, "eu-west-1", RolesSnapshot({}), NONE)
+    assert keys(plan) == [("eu-west-1", "create", f"role items-{c}-eu-west-1") for c in ("put", "get", "health")]
+    policies = {c.resource: c.operations[1].params["PolicyDocument"].value for c in plan.changes}  # type: ignore
+    put = policies["role items-put-eu-west-1"]["Statement"]
+    assert put[0]["Action"] == ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert put[0]["Resource"] == [f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/items"]  # its own region only
+    assert put[1]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert put[1]["Resource"] == [f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/items-put",
+                                  f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/items-put:*"]
+    assert policies["role items-get-eu-west-1"]["Statement"][0]["Action"] == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert [s["Sid"] for s in policies["role items-health-eu-west-1"]["Statement"]] == ["OwnLogs"]
+    assert plan.outputs["role_arns"]["put"] == f"arn:aws:iam::{ACCOUNT}:role/multiregion/items-put-eu-west-1"
 
 
 def test_roles_drift_is_listed_and_removed() -> None:
-    assert keys(RolesStage().diff(ENV, GLOBAL, RolesSnapshot({"items-lambda": role_state()}), NONE)) == []
+    assert keys(RolesStage().diff(ENV, "eu-west-1", RolesSnapshot(converged_roles()), NONE)) == []
     wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}
-    drifted = role_state(inline=("items-lambda", "extra"), attached=("arn:aws:iam::aws:policy/Admin",),
-                         policies={"items-lambda": wide})
-    (change,) = RolesStage().diff(ENV, GLOBAL, RolesSnapshot({"items-lambda": drifted}), NONE).changes
-    assert change.reason == ("inline policy items-lambda differs from least privilege; drift: extra inline "
+    drifted = {**converged_roles(), "items-put-eu-west-1": role_state(
+        "put", inline=("least-privilege", "extra"), attached=("arn:aws:iam::aws:policy/Admin",),
+        policies={"least-privilege": wide})}
+    (change,) = RolesStage().diff(ENV, "eu-west-1", RolesSnapshot(drifted), NONE).changes
+    assert change.reason == ("inline policy least-privilege differs from least privilege; drift: extra inline "
                              "policies extra; drift: attached policies arn:aws:iam::aws:policy/Admin")
     assert calls(change) == ["put_role_policy", "delete_role_policy", "detach_role_policy"]
     with pytest.raises(Conflict, match="not tagged"):
-        RolesStage().diff(ENV, GLOBAL, RolesSnapshot({"items-lambda": role_state(tags={})}), NONE)
+        RolesStage().diff(ENV, "eu-west-1", RolesSnapshot({**converged_roles(),
+                                                           "items-get-eu-west-1": role_state("get", tags={})}), NONE)
+
+
+def test_the_stack_wide_role_of_earlier_releases_goes_once_no_function_uses_it() -> None:
+    legacy = RoleState("items-lambda", f"arn:aws:iam::{ACCOUNT}:role/items-lambda", LAMBDA_TRUST_POLICY, tags(),
+                       ("items-lambda",), (), {})
+    used = RolesStage().diff(ENV, "eu-west-1", RolesSnapshot(converged_roles(), legacy, ("us-east-1 items-get",)), NONE)
+    assert used.changes == () and "next `up` removes it" in used.warnings[0]
+    free = RolesStage().diff(ENV, "eu-west-1", RolesSnapshot(converged_roles(), legacy), NONE)
+    assert keys(free) == [(GLOBAL, "delete", "role items-lambda")]
+    assert calls(free.changes[0]) == ["delete_role_policy", "delete_role"]
 
 
 # ------------------------------------------------------------------------------------------ functions
 
 
-ROLE_INPUT = Inputs({("roles", GLOBAL): {"role_arns": {c: f"arn:aws:iam::{ACCOUNT}:role/items-lambda"
-                                                        for c in ("put", "get", "health")}}})
+ROLE_INPUT = Inputs({("roles", "eu-west-1"): {"role_arns": {
+    c: f"arn:aws:iam::{ACCOUNT}:role/multiregion/items-{c}-eu-west-1" for c in ("put", "get", "health")}}})
 
 
 def deployed(component: str, **config: Any) -> DeployedFunction:
     function = next(f for f in app.functions(CONFIG) if f.component == component)
     configuration = {"Runtime": function.runtime, "Handler": function.handler, "MemorySize": 256, "Timeout": 10,
-                     "Role": f"arn:aws:iam::{ACCOUNT}:role/items-lambda", "State": "Active",
+                     "Role": f"arn:aws:iam::{ACCOUNT}:role/multiregion/items-{component}-eu-west-1",
+                     "State": "Active", "Architectures": ["x86_64"],
                      "LastUpdateStatus": "Successful", "CodeSha256": ENV.packages[component].sha256,
                      "Environment": {"Variables": dict(function.environment)}, **config}
     return DeployedFunction({"Configuration": configuration, "Tags": tags("eu-west-1")})
@@ -177,7 +203,12 @@ def deployed(component: str, **config: Any) -> DeployedFunction:
 
 def test_functions_fresh_creates_each_with_its_zip_and_waits_until_active() -> None:
     plan = FunctionsStage().diff(ENV, "eu-west-1", FunctionsSnapshot({}), ROLE_INPUT)
-    assert keys(plan) == [("eu-west-1", "create", f"function items-{c}") for c in ("put", "get", "health")]
+    assert keys(plan) == [change for c in ("put", "get", "health") for change in (
+        ("eu-west-1", "create", f"log group /aws/lambda/items-{c}"), ("eu-west-1", "create", f"function items-{c}"))]
+    group = plan.changes[0]
+    assert calls(group) == ["create_log_group", "put_retention_policy"]
+    assert group.operations[1].params == {"logGroupName": "/aws/lambda/items-put", "retentionInDays": 30}  # type: ignore
+    plan = NodePlan(changes=tuple(c for c in plan.changes if c.resource.startswith("function")))
     create = plan.changes[0].operations[0]
     assert isinstance(create, Call)
     assert create.params["Code"]["ZipFile"] == Blob(ENV.packages["put"].zip, "zip of items-put")
@@ -187,30 +218,36 @@ def test_functions_fresh_creates_each_with_its_zip_and_waits_until_active() -> N
     assert isinstance(health, Call) and health.params["Environment"]["Variables"]["STATUS"] == "200"
 
 
+GROUPS = {f"/aws/lambda/items-{c}": {"logGroupName": f"/aws/lambda/items-{c}", "retentionInDays": 30}
+          for c in ("put", "get", "health")}
+
+
 def test_functions_converged_plan_nothing_and_each_drift_is_its_own_reason() -> None:
-    converged = FunctionsSnapshot({c: deployed(c) for c in ("put", "get", "health")})
+    converged = FunctionsSnapshot({c: deployed(c) for c in ("put", "get", "health")}, GROUPS)
     assert keys(FunctionsStage().diff(ENV, "eu-west-1", converged, ROLE_INPUT)) == []
     drifted = FunctionsSnapshot({
         "put": deployed("put", CodeSha256="old"),
         "get": DeployedFunction(deployed("get").function, reserved_concurrency=0),
         "health": deployed("health", Environment={"Variables": {"TABLE_NAME": "items", "STATUS": "404"}}),
-    })
+    }, {**GROUPS, "/aws/lambda/items-get": {"logGroupName": "/aws/lambda/items-get"}})
     plan = FunctionsStage().diff(ENV, "eu-west-1", drifted, ROLE_INPUT)
     reasons = {c.resource: c.reason for c in plan.changes}
     assert reasons["function items-put"].startswith("code old -> ")
     assert reasons["function items-get"] == "drift: reserved concurrency 0 throttles every call -> removed"
     assert reasons["function items-health"] == "drift: STATUS is 404, configured 200"
+    assert reasons["log group /aws/lambda/items-get"] == "retention never expire -> 30 days"
     by_resource = {c.resource: calls(c) for c in plan.changes}
     assert by_resource["function items-put"] == ["update_function_code", "get_function_configuration"]
     assert by_resource["function items-get"] == ["delete_function_concurrency"]
 
 
 def test_functions_still_updating_are_waited_for_before_anything_else() -> None:
-    busy = FunctionsSnapshot({c: deployed(c, LastUpdateStatus="InProgress") for c in ("put", "get", "health")})
+    busy = FunctionsSnapshot({c: deployed(c, LastUpdateStatus="InProgress") for c in ("put", "get", "health")},
+                             GROUPS)
     plan = FunctionsStage().diff(ENV, "eu-west-1", busy, ROLE_INPUT)
     assert plan.changes == () and len(plan.waits) == 3
     updating = FunctionsSnapshot({**busy.functions, "put": deployed("put", LastUpdateStatus="InProgress",
-                                                                     MemorySize=128)})
+                                                                     MemorySize=128)}, GROUPS)
     (change,) = FunctionsStage().diff(ENV, "eu-west-1", updating, ROLE_INPUT).changes
     assert calls(change) == ["get_function_configuration", "update_function_configuration",
                              "get_function_configuration"]
@@ -529,6 +566,57 @@ def test_routing_down_removes_records_instances_then_every_policy_version() -> N
                                       "get_traffic_policy_instance", "list_resource_record_sets"]
 
 
+# ------------------------------------------------------------------------- api keys, CORS, throttling
+
+
+KEYED = Env(parse_config({**{"service": "items", "regions": list(REGIONS), "table": {"name": "items"},
+                             "domain": {"name": DOMAIN, "hosted_zone": "example.com", "create_zone": True}},
+                          "api": {"auth": "api-key", "throttle": {"rate": 50, "burst": 100},
+                                  "cors": {"origins": ["https://app.example.com"]}}}), ACCOUNT)
+
+
+def test_api_with_keys_cors_and_throttling_every_route_but_health_wants_the_key() -> None:
+    plan = ApiStage().diff(KEYED, "eu-west-1", ApiSnapshot(None), NONE)
+    puts = {c.resource: next(op for op in c.operations if isinstance(op, Call) and op.method == "put_method")
+            for c in plan.changes if c.resource.startswith("route ")}
+    assert {r: op.params["apiKeyRequired"] for r, op in puts.items()} == {
+        "route POST /item": True, "route GET /item/{id}": True, "route GET /health": False,
+        "route OPTIONS /item": False, "route OPTIONS /item/{id}": False}
+    preflight = next(c for c in plan.changes if c.resource == "route OPTIONS /item")
+    response = preflight.operations[-1]
+    assert isinstance(response, Call) and response.params["responseParameters"][
+        "method.response.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+    throttle = plan.changes[-1]
+    assert throttle.resource == "stage prod throttling"
+    assert throttle.operations[0].params["patchOperations"][0] == {  # type: ignore[union-attr]
+        "op": "replace", "path": "/*/*/throttling/rateLimit", "value": "50"}
+    # The deployment's fingerprint changes with them; without them it is what earlier releases deployed.
+    assert deployment_description(KEYED, "eu-west-1") != deployment_description(ENV, "eu-west-1")
+
+
+def test_api_keys_one_value_for_every_region_and_a_usage_plan_each() -> None:
+    inputs = Inputs({("api", r): {"api_id": f"api-{r}"} for r in REGIONS})
+    plan = ApiKeysStage().diff(KEYED, GLOBAL, ApiKeysSnapshot({r: RegionKeys() for r in REGIONS}), inputs)
+    assert keys(plan) == [(GLOBAL, "create", "api key value"),
+                          *[change for r in REGIONS for change in ((r, "create", "api key items"),
+                                                                   (r, "create", "usage plan items"),
+                                                                   (r, "create", "usage plan key items"))]]
+    values = {c.region: c.operations[-1].params["value"] for c in plan.changes  # type: ignore[union-attr]
+              if c.resource == "api key items"}
+    assert values["eu-west-1"] == values["us-east-1"] == Ref("api-keys/global", "value", "(a new random key)")
+    # A region with the key already: the other region gets the same value.
+    existing = {"eu-west-1": RegionKeys({"id": "k1", "value": "v" * 40},
+                                        {"id": "p1", "apiStages": [{"apiId": "api-eu-west-1", "stage": "prod"}]},
+                                        ("k1",)),
+                "us-east-1": RegionKeys()}
+    plan = ApiKeysStage().diff(KEYED, GLOBAL, ApiKeysSnapshot(existing), inputs)
+    created = next(c for c in plan.changes if c.resource == "api key items")
+    assert created.region == "us-east-1" and created.operations[0].params["value"] == "v" * 40  # type: ignore
+    # Without api.auth the keys and plans go.
+    removed = ApiKeysStage().diff(ENV, GLOBAL, ApiKeysSnapshot(existing), inputs)
+    assert keys(removed) == [("eu-west-1", "delete", "usage plan items"), ("eu-west-1", "delete", "api key items")]
+
+
 def _raw() -> dict[str, Any]:
     return {"service": "items", "regions": list(REGIONS), "table": {"name": "items"},
             "domain": {"name": DOMAIN, "hosted_zone": "example.com", "create_zone": True},
@@ -538,7 +626,7 @@ def _raw() -> dict[str, Any]:
 def test_every_stage_has_planner_tests_here() -> None:
     from multiregion.stages import STAGE_NAMES
 
-    tested = {"tables", "global-table", "roles", "functions", "api", "hosted-zone", "certificates", "domains",
-              "health-checks", "routing"}
+    tested = {"tables", "global-table", "roles", "functions", "api", "api-keys", "hosted-zone", "certificates",
+              "domains", "health-checks", "routing"}
     assert set(STAGE_NAMES) == tested, "a new stage needs planner tests in this file"
     assert TAG_STACK and TAG_REGION  # the ownership tags the snapshots above carry

@@ -28,6 +28,19 @@ def reserved_concurrency(aws: Reader, region: str, name: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def log_groups(aws: Reader, region: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """The log groups whose names start with `prefix`, by name (DescribeLogGroups, every page)."""
+    client = aws.client("logs", region)
+    groups: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"logGroupNamePrefix": prefix}
+    while True:
+        page = client.describe_log_groups(**kwargs)
+        groups.update({g["logGroupName"]: dict(g) for g in page.get("logGroups", [])})
+        if not page.get("nextToken"):
+            return groups
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def is_ours(service: str, function: dict[str, Any]) -> bool:
     return (function.get("Tags") or {}).get(TAG_STACK) == service
 

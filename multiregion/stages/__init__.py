@@ -8,6 +8,7 @@ from typing import Any
 
 from multiregion.engine import Stage
 from multiregion.stages.api import ApiStage
+from multiregion.stages.api_keys import ApiKeysStage
 from multiregion.stages.certificates import CertificatesStage
 from multiregion.stages.domains import DomainsStage
 from multiregion.stages.functions import FunctionsStage
@@ -24,6 +25,7 @@ STAGES: tuple[Stage[Any], ...] = (
     RolesStage(),
     FunctionsStage(),
     ApiStage(),
+    ApiKeysStage(),
     HostedZoneStage(),
     CertificatesStage(),
     DomainsStage(),

@@ -55,8 +55,11 @@ class ApiStatus:
 
 def fingerprint(env: Env, region: str) -> str:
     """What a deployment of this API must serve, in 16 hex digits."""
-    routes = sorted((route.method, route.path, AUTHORIZATION, PROXY, "POST", _uri(env, region, component))
-                    for route, component in app.routes(env.config))
+    # Without API keys or CORS the text is what earlier releases hashed, so their deployments stay current.
+    routes: list[Any] = sorted(
+        (route.method, route.path, AUTHORIZATION + (" api-key" if needs_api_key(env, component) else ""), PROXY,
+         "POST", _uri(env, region, component)) for route, component in app.routes(env.config))
+    routes += [("OPTIONS", path, "MOCK", sorted(preflight_headers(env, path).items())) for path in cors_paths(env)]
     return hashlib.sha256(json.dumps(routes).encode()).hexdigest()[:16]
 
 
@@ -66,6 +69,29 @@ def deployment_description(env: Env, region: str) -> str:
 
 def _uri(env: Env, region: str, component: str) -> str:
     return names.integration_uri(env.account, env.partition, region, names.function_name(env.config, component))
+
+
+def needs_api_key(env: Env, component: str) -> bool:
+    """With `api.auth: api-key` every route asks for the key, except health: Route 53's checkers cannot send one."""
+    return env.config.api.auth == "api-key" and component != app.HEALTH
+
+
+def cors_paths(env: Env) -> list[str]:
+    """The paths that answer browsers' preflights: every route's, health's excepted."""
+    if not env.config.api.cors_origins:
+        return []
+    return sorted({route.path for route, component in app.routes(env.config) if component != app.HEALTH})
+
+
+def preflight_headers(env: Env, path: str) -> dict[str, str]:
+    methods = sorted({route.method for route, _ in app.routes(env.config) if route.path == path} | {"OPTIONS"})
+    if "ANY" in methods:
+        methods = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+    allowed = "Content-Type,X-Api-Key,Authorization"
+    origin = env.config.api.cors_origins[0]
+    return {"method.response.header.Access-Control-Allow-Origin": f"'{origin}'",
+            "method.response.header.Access-Control-Allow-Methods": f"'{','.join(methods)}'",
+            "method.response.header.Access-Control-Allow-Headers": f"'{allowed}'"}
 
 
 def _prefixes(path: str) -> list[str]:
@@ -127,12 +153,60 @@ class ApiStage(Stage[ApiSnapshot]):
             changes += self._plan_extras(env, region, api_id, resources)
         route_changes = [c for route, component in app.routes(env.config)
                          if (c := self._plan_route(env, region, api_id, resources, paths, route, component))]
+        route_changes += [c for path in cors_paths(env) if (c := self._plan_preflight(env, region, api_id, resources,
+                                                                                          paths, path))]
         changes += route_changes
         changes += self._plan_permissions(env, region, api_id, snapshot.statements)
         deployment = self._plan_deployment(env, region, api_id, snapshot, bool(route_changes))
         if deployment is not None:
             changes.append(deployment)
+        throttle = self._plan_throttle(env, region, api_id, snapshot.stage)
+        if throttle is not None:
+            changes.append(throttle)
         return NodePlan(changes=tuple(changes), outputs={"api_id": api_id}, warnings=tuple(warnings))
+
+    # ---------------------------------------------------------------------------- stage throttling, CORS
+
+    def _plan_throttle(self, env: Env, region: str, api_id: Any, stage: dict[str, Any] | None) -> Change | None:
+        throttle = env.config.api.throttle
+        if throttle is None:
+            return None
+        current = ((stage or {}).get("methodSettings") or {}).get("*/*") or {}
+        have = (current.get("throttlingRateLimit"), current.get("throttlingBurstLimit"))
+        if stage is not None and have == (float(throttle.rate), throttle.burst):
+            return None
+        patch = [{"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(throttle.rate)},
+                 {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(throttle.burst)}]
+        shown = f"{have[0]:g}/s, burst {have[1]}" if have[0] is not None else "account default"
+        return self.change(region, "update", f"stage {env.config.api.stage} throttling",
+                           f"{shown} -> {throttle.rate}/s, burst {throttle.burst}",
+                           Call("apigateway", region, "update_stage",
+                                {"restApiId": api_id, "stageName": env.config.api.stage, "patchOperations": patch}))
+
+    def _plan_preflight(self, env: Env, region: str, api_id: Any, resources: dict[str, dict[str, Any]],
+                        paths: dict[str, Any], path: str) -> Change | None:
+        """An OPTIONS method answered by API Gateway itself (a MOCK integration), so browsers' preflights get
+        the CORS headers; the functions add the allowed origin to their own answers."""
+        wanted = preflight_headers(env, path)
+        method = ((resources.get(path) or {}).get("resourceMethods") or {}).get("OPTIONS")
+        integration = (method or {}).get("methodIntegration") or {}
+        responses = integration.get("integrationResponses") or {}
+        if integration.get("type") == "MOCK" and (responses.get("200") or {}).get("responseParameters") == wanted:
+            return None
+        ops = self._ensure_path(region, api_id, paths, path)
+        target = {"restApiId": api_id, "resourceId": paths[path], "httpMethod": "OPTIONS"}
+        if method is not None:
+            ops.append(Call("apigateway", region, "delete_method", target, done_if=("NotFoundException",)))
+        ops += [Call("apigateway", region, "put_method", {**target, "authorizationType": "NONE",
+                                                          "apiKeyRequired": False}),
+                Call("apigateway", region, "put_method_response", {
+                    **target, "statusCode": "200", "responseParameters": {k: False for k in wanted}}),
+                Call("apigateway", region, "put_integration", {
+                    **target, "type": "MOCK", "requestTemplates": {"application/json": '{"statusCode": 200}'}}),
+                Call("apigateway", region, "put_integration_response", {
+                    **target, "statusCode": "200", "responseParameters": wanted})]
+        return self.change(region, "create" if method is None else "update", f"route OPTIONS {path}",
+                           f"CORS preflight for {', '.join(env.config.api.cors_origins)}", *ops)
 
     def _plan_endpoint(self, region: str, api: dict[str, Any]) -> list[Change]:
         types = (api.get("endpointConfiguration") or {}).get("types") or []
@@ -148,7 +222,7 @@ class ApiStage(Stage[ApiSnapshot]):
         """Routes someone added to the stack's API: removed, so the API serves exactly the app's routes."""
         routes = app.routes(env.config)
         wanted_paths = {"/"} | {prefix for route, _ in routes for prefix in _prefixes(route.path)}
-        wanted_methods = {route.key for route, _ in routes}
+        wanted_methods = {route.key for route, _ in routes} | {f"OPTIONS {p}" for p in cors_paths(env)}
         changes = []
         for path, resource in sorted(resources.items()):
             if path not in wanted_paths:
@@ -172,18 +246,11 @@ class ApiStage(Stage[ApiSnapshot]):
                     paths: dict[str, Any], route: app.Route, component: str) -> Change | None:
         method = ((resources.get(route.path) or {}).get("resourceMethods") or {}).get(route.method)
         uri = _uri(env, region, component)
-        reason = self._route_difference(method, uri)
+        key_required = needs_api_key(env, component)
+        reason = self._route_difference(method, uri, key_required)
         if reason is None:
             return None
-        ops: list[Any] = []
-        for prefix in _prefixes(route.path):
-            if prefix not in paths:
-                parent = paths[prefix.rsplit("/", 1)[0] or "/"]
-                output = f"resource {prefix}"
-                ops.append(Call("apigateway", region, "create_resource",
-                                {"restApiId": api_id, "parentId": parent, "pathPart": prefix.rsplit("/", 1)[1]},
-                                outputs={output: "id"}))
-                paths[prefix] = self.ref(region, output, f"the resource {prefix} created above")
+        ops = self._ensure_path(region, api_id, paths, route.path)
         resource_id = paths[route.path]
         target = {"restApiId": api_id, "resourceId": resource_id, "httpMethod": route.method}
         if method is not None and reason.startswith("authorization"):
@@ -191,7 +258,7 @@ class ApiStage(Stage[ApiSnapshot]):
             method = None
         if method is None:
             ops.append(Call("apigateway", region, "put_method",
-                            {**target, "authorizationType": AUTHORIZATION, "apiKeyRequired": False}))
+                            {**target, "authorizationType": AUTHORIZATION, "apiKeyRequired": key_required}))
         # PutIntegration replaces whatever integration the method had.
         ops.append(Call("apigateway", region, "put_integration",
                         {**target, "type": PROXY, "integrationHttpMethod": "POST", "uri": uri}))
@@ -199,12 +266,27 @@ class ApiStage(Stage[ApiSnapshot]):
         target_name = names.function_name(env.config, component)
         return self.change(region, action, f"route {route.key}", f"{reason}; {PROXY} -> {target_name}", *ops)
 
+    def _ensure_path(self, region: str, api_id: Any, paths: dict[str, Any], path: str) -> list[Any]:
+        """CreateResource for each missing part of `path` (ids of parts created above travel as Refs)."""
+        ops: list[Any] = []
+        for prefix in _prefixes(path):
+            if prefix not in paths:
+                parent = paths[prefix.rsplit("/", 1)[0] or "/"]
+                output = f"resource {prefix}"
+                ops.append(Call("apigateway", region, "create_resource",
+                                {"restApiId": api_id, "parentId": parent, "pathPart": prefix.rsplit("/", 1)[1]},
+                                outputs={output: "id"}))
+                paths[prefix] = self.ref(region, output, f"the resource {prefix} created above")
+        return ops
+
     @staticmethod
-    def _route_difference(method: dict[str, Any] | None, uri: str) -> str | None:
+    def _route_difference(method: dict[str, Any] | None, uri: str, key_required: bool = False) -> str | None:
         if method is None:
             return "missing"
-        if method.get("authorizationType") != AUTHORIZATION or method.get("apiKeyRequired"):
-            return f"authorization {method.get('authorizationType')} -> {AUTHORIZATION}"
+        if method.get("authorizationType") != AUTHORIZATION or bool(method.get("apiKeyRequired")) != key_required:
+            wanted = f"{AUTHORIZATION}{', API key' if key_required else ''}"
+            have = f"{method.get('authorizationType')}{', API key' if method.get('apiKeyRequired') else ''}"
+            return f"authorization {have} -> {wanted}"
         integration = method.get("methodIntegration") or {}
         if not integration:
             return "no integration"

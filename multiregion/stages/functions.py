@@ -14,7 +14,7 @@ from typing import Any
 
 from multiregion import app, names
 from multiregion.engine import TAG_STACK, Conflict, Env, Inputs, NodePlan, Reader, Stage
-from multiregion.lookups.functions import get_function, is_ours, reserved_concurrency, wait_updated
+from multiregion.lookups.functions import get_function, is_ours, log_groups, reserved_concurrency, wait_updated
 from multiregion.plan import GONE, Blob, Call, Retry, Wait
 
 # A new role cannot be assumed by Lambda for a while after CreateRole (IAM propagation, usually seconds;
@@ -41,6 +41,7 @@ class DeployedFunction:
 @dataclass(frozen=True)
 class FunctionsSnapshot:
     functions: dict[str, DeployedFunction] = field(default_factory=dict)  # component -> what Lambda holds
+    log_groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # log group name -> DescribeLogGroups
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,16 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
             concurrency = reserved_concurrency(aws, region, name) if found and is_ours(aws.config.service, found) \
                 else None
             deployed[function.component] = DeployedFunction(found, concurrency)
-        return FunctionsSnapshot(deployed)
+        return FunctionsSnapshot(deployed, log_groups(aws, region, f"/aws/lambda/{aws.config.service}-"))
 
     def diff(self, env: Env, region: str, snapshot: FunctionsSnapshot, inputs: Inputs) -> NodePlan:
-        role_arns = inputs.get("roles", "global", "role_arns") or {}
-        changes, waits = [], []
+        role_arns = inputs.get("roles", region, "role_arns") or {}
+        changes: list[Any] = []
+        waits: list[Wait] = []
         for function in app.functions(env.config):
+            group = self._plan_log_group(env, region, function, snapshot.log_groups)
+            if group is not None:
+                changes.append(group)
             deployed = snapshot.functions.get(function.component, DeployedFunction(None))
             change, settle = self._plan_function(env, region, function, deployed, role_arns[function.component])
             if change is not None:
@@ -104,6 +109,26 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
             elif settle is not None:
                 waits.append(settle)
         return NodePlan(changes=tuple(changes), waits=tuple(waits))
+
+    def _plan_log_group(self, env: Env, region: str, function: app.Function,
+                        groups: dict[str, dict[str, Any]]) -> Any:
+        """The function's log group, created by the tool with its retention (never implicitly by Lambda, which
+        would keep logs forever; and the roles may not create groups)."""
+        name = names.log_group(env.config, function.component)
+        retention = function.log_retention_days
+        current = groups.get(name)
+        set_retention = Call("logs", region, "put_retention_policy",
+                             {"logGroupName": name, "retentionInDays": retention})
+        if current is None:
+            return self.change(region, "create", f"log group {name}", f"retention {retention} days",
+                               Call("logs", region, "create_log_group", {"logGroupName": name,
+                                                                         "tags": env.tags(region)},
+                                    done_if=("ResourceAlreadyExistsException",)), set_retention)
+        if current.get("retentionInDays") != retention:
+            shown = current.get("retentionInDays") or "never expire"
+            return self.change(region, "update", f"log group {name}", f"retention {shown} -> {retention} days",
+                               set_retention)
+        return None
 
     def _plan_function(self, env: Env, region: str, function: app.Function, deployed: DeployedFunction,
                        role_arn: str) -> tuple[Any, Wait | None]:
@@ -116,11 +141,11 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
                 "FunctionName": name, "Runtime": function.runtime, "Role": role_arn, "Handler": function.handler,
                 "Code": {"ZipFile": Blob(package.zip, f"zip of {name}")},
                 "MemorySize": function.memory, "Timeout": function.timeout,
-                "Environment": {"Variables": environment},
-                "Description": f"multiregion {config.service}: {function.route.key}",
+                "Environment": {"Variables": environment}, "Architectures": [function.architecture],
+                "Description": f"multiregion {config.service}: {', '.join(r.key for r in function.routes)}"[:256],
                 "Tags": env.tags(region)}, retry=ROLE_PROPAGATION)
-            reason = (f"{function.runtime}, {function.memory} MB, {function.timeout} s, {function.route.key}, "
-                      f"code {package.short}")
+            reason = (f"{function.runtime}, {function.memory} MB, {function.timeout} s, "
+                      f"{', '.join(r.key for r in function.routes)}, code {package.short}")
             return self.change(region, "create", f"function {name}", reason, create, wait_updated(name, region)), None
         if not is_ours(config.service, deployed.function):
             raise Conflict(self.name, region, f"function {name}",
@@ -131,10 +156,15 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
             current.get("LastUpdateStatus", "Successful") == "Successful"
         reasons: list[str] = []
         ops: list[Any] = [] if settled else [wait_updated(name, region)]
-        if current.get("CodeSha256") != package.sha256:
-            reasons.append(f"code {str(current.get('CodeSha256', ''))[:8]} -> {package.short}")
+        architectures = current.get("Architectures") or ["x86_64"]
+        if current.get("CodeSha256") != package.sha256 or architectures != [function.architecture]:
+            if current.get("CodeSha256") != package.sha256:
+                reasons.append(f"code {str(current.get('CodeSha256', ''))[:8]} -> {package.short}")
+            if architectures != [function.architecture]:
+                reasons.append(f"architecture {'/'.join(architectures)} -> {function.architecture}")
             ops += [Call("lambda", region, "update_function_code",
-                         {"FunctionName": name, "ZipFile": Blob(package.zip, f"zip of {name}")},
+                         {"FunctionName": name, "ZipFile": Blob(package.zip, f"zip of {name}"),
+                          "Architectures": [function.architecture]},
                          retry=(UPDATE_IN_PROGRESS,)), wait_updated(name, region)]
         settings = self._configuration_diff(current, function, role_arn, environment, reasons)
         if settings:
@@ -190,6 +220,15 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
                                        Wait(f"function {name} deleted", "lambda", region,
                                             "get_function_configuration", {"FunctionName": name}, "State",
                                             (GONE,), gone=("ResourceNotFoundException",))))
+        ours = [names.log_group(env.config, f.component) for f in app.functions(env.config)]
+        groups = [g for g in ours if g in snapshot.log_groups]
+        if groups and env.delete_data:
+            changes += [self.change(region, "delete", f"log group {g}", "down --delete-data",
+                                    Call("logs", region, "delete_log_group", {"logGroupName": g},
+                                         done_if=("ResourceNotFoundException",))) for g in groups]
+        elif groups:
+            warnings.append(f"[{region}] {len(groups)} log group(s) of the stack's functions are kept with their "
+                            "logs (pass --delete-data to delete them)")
         return NodePlan(changes=tuple(changes), warnings=tuple(warnings))
 
     def status(self, aws: Reader, region: str) -> FunctionsStatus:
