@@ -1,13 +1,18 @@
 """`multiregion logs`: the functions' logs read from every region's CloudWatch Logs and merged in time order.
 
-Against botocore's Stubber: pagination, refusals, tie-breaking and the follow window, with the exact parameters
-each call sends; then the query, the times and the rendering.
+On the sandbox: the demo stack deployed with the CLI, requests through each region's API, and the request lines
+the item API's handlers write found again, tagged with their region. Against botocore's Stubber: pagination,
+refusals, tie-breaking and the follow window, with the exact parameters each call sends.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,15 +23,133 @@ import yaml
 from botocore.stub import Stubber
 
 from multiregion import logs
+from multiregion.aws import ClientProvider
 from multiregion.config import Config, load_config
 from multiregion.logs import LogLine, LogQuery, LogsError, QueryError
-from tests.conftest import demo_config
+from multiregion.sandbox.server import Sandbox
+from tests.conftest import Cli, demo_config, wait_for
+from tests.test_sandbox_apigateway import request
 
 REGIONS = ("eu-west-1", "us-east-1")
 T0 = datetime(2026, 12, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)
 
 
-# --------------------------------------------------------------------------------- against the Stubber
+# ------------------------------------------------------------------------------------------ the sandbox
+
+
+@dataclass
+class Stack:
+    """The demo stack, deployed once for the module with `multiregion up` (no test here resets the sandbox)."""
+
+    sandbox: Sandbox
+    config: Config
+    clients: ClientProvider
+    apis: dict[str, str] = field(default_factory=dict)
+
+    def put(self, region: str) -> str:
+        """POST /item through the region's own API; API Gateway's request id, which the handler logs."""
+        host = f"{self.apis[region]}.execute-api.{region}.amazonaws.com"
+        body = json.dumps({"id": f"logs-{uuid.uuid4().hex[:8]}", "name": "a line in the log"}).encode()
+        reply = request(self.sandbox, host, "POST", f"/{self.config.api.stage}/item", body,
+                        {"Content-Type": "application/json"})
+        assert reply.status == 201, reply.body
+        request_id = reply.header("x-amzn-RequestId")
+        assert request_id
+        return request_id
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    sandbox_server.reset()
+    cfg = demo_config()
+    cfg["endpoint"] = sandbox_server.url
+    path = tmp_path_factory.mktemp("logs") / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, doc = Cli(path).json("up")
+    assert code == 0, doc
+    clients = ClientProvider(sandbox_server.url)
+    built = Stack(sandbox_server, load_config(path), clients)
+    for region in REGIONS:
+        [api] = [a for a in clients("apigateway", region).get_rest_apis()["items"] if a["name"] == "items"]
+        built.apis[region] = api["id"]
+    yield built
+
+
+def request_line(lines: list[LogLine], request_id: str) -> list[LogLine]:
+    """The item API's own JSON line for one request (the handler logs API Gateway's request id)."""
+    return [line for line in lines if (data(line) or {}).get("request_id") == request_id]
+
+
+def data(line: LogLine) -> dict[str, Any] | None:
+    doc = json.loads(logs.json_line(line))
+    return doc.get("data")
+
+
+def fetch_until(stack: Stack, query: LogQuery, *request_ids: str) -> list[LogLine]:
+    """Fetch until every request's line has arrived (CloudWatch Logs delivers asynchronously on AWS)."""
+
+    def complete() -> list[LogLine] | None:
+        lines = list(logs.fetch(stack.clients, stack.config, query))
+        return lines if all(request_line(lines, r) for r in request_ids) else None
+
+    found: list[LogLine] = wait_for(complete, timeout=10)
+    return found
+
+
+def test_fetch_shows_each_requests_line_tagged_with_its_region_in_time_order(stack: Stack) -> None:
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    asked = [("eu-west-1", stack.put("eu-west-1")), ("us-east-1", stack.put("us-east-1")),
+             ("eu-west-1", stack.put("eu-west-1"))]
+    lines = fetch_until(stack, LogQuery(since=since), *(r for _, r in asked))
+
+    positions = []
+    for region, request_id in asked:
+        [line] = request_line(lines, request_id)
+        assert (line.region, line.function, line.group) == (region, "items-put", "/aws/lambda/items-put")
+        assert data(line)["region"] == region == line.region  # the handler's own region: the tag is right
+        assert data(line)["status"] == 201 and line.timestamp >= since
+        positions.append(lines.index(line))
+        # Lambda's START and END of the same invocation frame it, in its region's group.
+        aws_id = data(line)["aws_request_id"]
+        start = next(i for i, x in enumerate(lines) if x.message.startswith(f"START RequestId: {aws_id} "))
+        end = next(i for i, x in enumerate(lines) if x.message == f"END RequestId: {aws_id}\n")
+        assert start < lines.index(line) < end and lines[start].region == lines[end].region == region
+    # One timeline across regions: eu, us, eu as asked, not one region's lines after the other's.
+    assert positions == sorted(positions)
+    keys = [(line.timestamp, line.region) for line in lines]
+    assert keys == sorted(keys)
+    assert {line.region for line in lines} == set(REGIONS)
+    assert {line.function for line in lines} >= {"items-put", "items-health"}  # Route 53's probes hit health
+
+
+def test_region_function_and_filter_narrow_the_lines(stack: Stack) -> None:
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    eu, us = stack.put("eu-west-1"), stack.put("us-east-1")
+    everything = fetch_until(stack, LogQuery(since=since), eu, us)
+    assert {line.function for line in everything} >= {"items-put", "items-health"}
+
+    only_us = list(logs.fetch(stack.clients, stack.config, LogQuery(regions=("us-east-1",), since=since)))
+    assert only_us and {line.region for line in only_us} == {"us-east-1"}
+    assert request_line(only_us, us) and not request_line(only_us, eu)
+
+    only_put = list(logs.fetch(stack.clients, stack.config, LogQuery(functions=("put",), since=since)))
+    assert {line.function for line in only_put} == {"items-put"}
+    assert request_line(only_put, eu) and request_line(only_put, us)
+    by_name = list(logs.fetch(stack.clients, stack.config, LogQuery(functions=("items-put",), since=since)))
+    assert by_name == only_put
+
+    # CloudWatch Logs' own filter (an exact phrase): only the one request's line.
+    found = list(logs.fetch(stack.clients, stack.config, LogQuery(since=since, filter_pattern=f'"{eu}"')))
+    assert [(line.region, data(line)["request_id"]) for line in found] == [("eu-west-1", eu)]
+
+
+def test_a_group_that_does_not_exist_is_skipped_with_a_note(stack: Stack) -> None:
+    # No test of this module calls GET /item/{id}: Lambda never created items-get's group.
+    notes: list[str] = []
+    lines = list(logs.fetch(stack.clients, stack.config, LogQuery(functions=("get", "put")), notes.append))
+    assert lines and {line.function for line in lines} == {"items-put"}
+    assert notes == [f"{region}: no log group /aws/lambda/items-get (Lambda creates it at the function's first "
+                     f"invocation in the region); skipped" for region in REGIONS]
 
 
 class EpochClock:
@@ -37,6 +160,48 @@ class EpochClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_follow_hands_out_a_new_event_once_and_a_late_one_too(stack: Stack) -> None:
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = stack.put("eu-west-1")
+    clock = EpochClock(time.time())
+    group = "/aws/lambda/items-put"
+    cloudwatch = stack.clients("logs", "eu-west-1")
+    done: dict[str, Any] = {}
+
+    def sleep(seconds: float) -> None:
+        done.setdefault("sleeps", []).append(seconds)
+        clock.now += seconds
+        if len(done["sleeps"]) == 1:
+            done["new"] = stack.put("eu-west-1")
+            wait_for(lambda: cloudwatch.filter_log_events(logGroupName=group, filterPattern=f'"{done["new"]}"')
+                     ["events"])
+        elif len(done["sleeps"]) == 2:
+            # An event delivered late, older than the new request's line that was handed out already.
+            first = cloudwatch.filter_log_events(logGroupName=group, filterPattern=f'"{before}"')["events"][0]
+            cloudwatch.create_log_stream(logGroupName=group, logStreamName="late")
+            cloudwatch.put_log_events(logGroupName=group, logStreamName="late",
+                                      logEvents=[{"timestamp": first["timestamp"] + 1, "message": "late arrival\n"}])
+
+    query = LogQuery(regions=("eu-west-1",), functions=("put", "get"), since=since)
+    notes: list[str] = []
+    lines = list(logs.follow(stack.clients, stack.config, query, notes.append, interval=3.0, clock=clock,
+                             sleep=sleep, stop=lambda: len(done.get("sleeps", [])) >= 4))
+
+    assert done["sleeps"] == [3.0] * 4  # five polls
+    [old], [new] = request_line(lines, before), request_line(lines, done["new"])
+    late = [line for line in lines if line.message == "late arrival\n"]
+    assert len(late) == 1 and late[0].stream == "late"
+    assert lines.index(old) < lines.index(new) < lines.index(late[0])
+    assert late[0].timestamp < new.timestamp  # older, yet handed out after: it arrived later
+    ids = [line.event_id for line in lines]
+    assert len(ids) == len(set(ids))  # nothing twice, though every poll after the first saw it all again
+    assert notes == ["eu-west-1: no log group /aws/lambda/items-get (Lambda creates it at the function's first "
+                     "invocation in the region); skipped"]  # once, not at every poll
+
+
+# --------------------------------------------------------------------------------- against the Stubber
 
 
 def config(tmp_path: Path, regions: tuple[str, ...] = REGIONS) -> Config:
