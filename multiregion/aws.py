@@ -29,9 +29,14 @@ def is_write(operation: str) -> bool:
 
 
 class ClientProvider:
-    def __init__(self, endpoint_url: str | None = None, max_attempts: int = 8):
+    def __init__(self, endpoint_url: str | None = None, max_attempts: int = 8, profile: str | None = None):
+        """`endpoint_url` for the sandbox or LocalStack (with dummy credentials); else AWS, where boto3 itself
+        honours AWS_PROFILE (or `profile`), AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>, as the AWS CLI."""
         self.endpoint_url = endpoint_url
-        self._session = boto3.session.Session(**(LOCAL_CREDENTIALS if endpoint_url else {}))
+        kwargs: dict[str, Any] = dict(LOCAL_CREDENTIALS) if endpoint_url else {}
+        if profile and not endpoint_url:
+            kwargs["profile_name"] = profile
+        self._session = boto3.session.Session(**kwargs)
         self._config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts},
                                   connect_timeout=5, read_timeout=60)
         self._clients: dict[tuple[str, str], Any] = {}

@@ -1,14 +1,18 @@
 """The command layer: parse, build a context, call the core, render. Exit codes: 0 ok, 1 a failed step or
-check, 2 a usage or configuration error."""
+check, 2 a usage or configuration error (nothing was touched); `plan --detailed-exitcode` adds 2 for "changes
+present" as Terraform does."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,7 +22,7 @@ from rich.table import Table
 
 from multiregion import __version__
 from multiregion.aws import ClientProvider
-from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
+from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, json_schema, load_config
 from multiregion.engine import (
     GLOBAL,
     Context,
@@ -34,10 +38,13 @@ from multiregion.engine import (
 )
 from multiregion.failover import MODES, FailoverTest, SandboxLink
 from multiregion.failover import Options as FailoverOptions
-from multiregion.plan import monthly_cost
+from multiregion.lease import DEFAULT_TTL, Held, LeaseHeld, Leases
+from multiregion.packaging import PackagingError
+from multiregion.plan import Change, monthly_cost
 from multiregion.regions import REGIONS
 from multiregion.render import (
     RichReporter,
+    changes_lines,
     changes_table,
     print_failover_report,
     print_run_summary,
@@ -48,6 +55,8 @@ from multiregion.sandbox import control
 from multiregion.stages import STAGE_NAMES, STAGES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CHANGES = 2  # plan --detailed-exitcode: changes present
+WIDE = 200  # columns for output that is not a terminal (a CI log), unless COLUMNS says otherwise
 
 
 class Session:
@@ -55,10 +64,11 @@ class Session:
 
     def __init__(self, config: Config, as_json: bool):
         self.config, self.as_json = config, as_json
+        options = root_options()
         # Progress goes to stderr when stdout carries the JSON document.
-        self.console = Console(stderr=as_json, highlight=False)
+        self.console = make_console(stderr=as_json, no_color=options.get("no_color", False))
         self.reporter = RichReporter(self.console, quiet=as_json)
-        self.clients = connect(config, self.reporter)
+        self.clients = connect(config, self.reporter, options.get("profile"))
         local = self.clients.endpoint_url is not None
         self.ctx = Context(config=config, clients=self.clients, reporter=self.reporter,
                            poll_interval=0.2 if local else 5.0)
@@ -74,13 +84,48 @@ class Session:
         health = control.ping(url) if url else None
         return SandboxLink(url, float(health.get("time_scale", 1.0))) if url and health else None
 
+    @property
+    def remote(self) -> bool:
+        """Whether the stack lives in AWS (changes cost money there: `up` and `down` ask first)."""
+        return self.config.endpoint == "aws"
+
+    def leases(self) -> Leases:
+        # Its own clients: the lease's calls are not the stack's, and must not count as its writes.
+        return Leases(connect(self.config, Reporter(), root_options().get("profile")), self.config.primary,
+                      self.config.service)
+
+    @contextlib.contextmanager
+    def lease(self, command: str, wait: float) -> Iterator[None]:
+        def waiting(lease: Any) -> None:
+            self.reporter.info(f"waiting for the lease of {lease.owner} (`{lease.command}`, expires "
+                               f"{lease.expires_text})")
+
+        def lost() -> None:
+            self.reporter.warn("the stack's lease was taken away (force-unlock?): another run may now change it")
+
+        with Held(self.leases(), command, DEFAULT_TTL, wait, waiting, lost):
+            yield
+
     def emit(self, data: dict[str, Any]) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
 
 
-def connect(config: Config, reporter: Reporter) -> ClientProvider:
+def make_console(stderr: bool = False, no_color: bool = False) -> Console:
+    """A console as wide as the terminal, or (in a CI log) as COLUMNS says, else WIDE; NO_COLOR honoured."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else int(os.environ.get("COLUMNS") or WIDE)
+    return Console(stderr=stderr, highlight=False, width=width,
+                   no_color=no_color or bool(os.environ.get("NO_COLOR")))
+
+
+def root_options() -> dict[str, Any]:
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.find_root().params) if ctx else {}
+
+
+def connect(config: Config, reporter: Reporter, profile: str | None = None) -> ClientProvider:
     if config.endpoint == "aws":
-        return ClientProvider()
+        return ClientProvider(profile=profile)
     if config.endpoint == "sandbox":
         info = control.running()
         if info is None:
@@ -96,56 +141,66 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        err = Console(stderr=True, highlight=False)
+        debug = root_options().get("debug", False)
+        err = make_console(stderr=True, no_color=root_options().get("no_color", False))
+
+        def fail(code: int, text: str) -> None:
+            err.print(text, soft_wrap=True)
+            sys.exit(code)
+
         try:
             return fn(*args, **kwargs)
-        except ConfigError as exc:
+        except Exception as exc:
             if debug:
                 raise
-            err.print(f"[red]config error[/red] {escape(exc.message)}", soft_wrap=True)
-            sys.exit(EXIT_USAGE)
-        except GraphError as exc:
-            if debug:
+            if isinstance(exc, ConfigError):
+                fail(EXIT_USAGE, f"[red]config error[/red] {escape(exc.message)}")
+            elif isinstance(exc, PackagingError):
+                fail(EXIT_USAGE, f"[red]packaging error[/red] {escape(str(exc))}\n  hint: fix the app's source "
+                                 "or requirements; nothing was deployed")
+            elif isinstance(exc, GraphError):
+                fail(EXIT_USAGE, f"[red]error[/red] {escape(str(exc))}")
+            elif isinstance(exc, Unreachable):
+                fail(EXIT_FAILED, f"[red]error[/red] cannot read the stack: {escape(str(exc))}")
+            elif isinstance(exc, LeaseHeld):
+                fail(EXIT_FAILED, f"[red]locked[/red] {escape(str(exc))}\n  hint: {escape(exc.hint)}")
+            elif isinstance(exc, (StepError, control.SandboxError)):
+                fail(EXIT_FAILED, f"[red]error[/red] {escape(str(getattr(exc, 'message', exc)))}")
+            else:
                 raise
-            err.print(f"[red]error[/red] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(EXIT_USAGE)
-        except Unreachable as exc:
-            if debug:
-                raise
-            err.print(f"[red]error[/red] cannot read the stack: {escape(str(exc))}", soft_wrap=True)
-            sys.exit(EXIT_FAILED)
-        except (StepError, control.SandboxError) as exc:
-            if debug:
-                raise
-            err.print(f"[red]error[/red] {escape(str(getattr(exc, 'message', exc)))}", soft_wrap=True)
-            sys.exit(EXIT_FAILED)
 
     return wrapper
 
 
 def session(as_json: bool = False) -> Session:
-    ctx = click.get_current_context()
-    root = ctx.find_root()
-    config = load_config(config_path(root.params.get("config_file")))
+    config = load_config(config_path(root_options().get("config_file")))
     return Session(config, as_json)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+lock_option = click.option("--lock-timeout", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                           metavar="SECONDS", help="How long to wait for another run's lease on the stack.")
+yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation (as terraform -auto-approve).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_file", metavar="PATH", envvar=CONFIG_ENV,
               help=f"The stack's YAML file (default: config.yaml, or ${CONFIG_ENV}).")
+@click.option("--profile", metavar="NAME", envvar="AWS_PROFILE",
+              help="The AWS CLI profile to use (default: $AWS_PROFILE, else the default credentials chain).")
+@click.option("--no-color", is_flag=True, help="No colours in the output (NO_COLOR is honoured too).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of short error messages.")
 @click.version_option(__version__, prog_name="multiregion")
-def main(config_file: str | None, debug: bool) -> None:
-    """Run a serverless item API active-active in several AWS regions, and prove that failover works.
+def main(config_file: str | None, profile: str | None, no_color: bool, debug: bool) -> None:
+    """Run a serverless backend active-active in several AWS regions, and prove that failover works.
 
     \b
+    multiregion init DIR         a new project: config.yaml and the item API as your own code
     multiregion up               converge every stage in every region (idempotent)
     multiregion plan             what `up` would change; nothing is touched
     multiregion status           what exists, per region
+    multiregion failover-test    take a region down, measure what users feel, restore
+    multiregion logs             the functions' logs, merged across regions
     multiregion down             remove what this stack owns
     multiregion sandbox start    a local multi-region AWS on 127.0.0.1 to try it all
 
@@ -157,12 +212,46 @@ def main(config_file: str | None, debug: bool) -> None:
 # ---------------------------------------------------------------------------------------------- up/plan
 
 
-def run_up(only: Iterable[str], as_json: bool, prune: bool) -> None:
+def print_changes(s: Session, changes: list[Change], title: str) -> None:
+    """The changes as a table on a terminal, one line each in a log (no cell ever wraps mid-word there)."""
+    if s.console.is_terminal:
+        s.console.print(changes_table(changes, title))
+    else:
+        s.console.print(title, markup=False)
+        for line in changes_lines(changes):
+            s.console.print(line, soft_wrap=True)
+    cost = monthly_cost(changes)
+    if cost:
+        s.console.print(f"These changes add about ${cost:.2f} a month (AWS list prices).")
+
+
+def confirm_changes(s: Session, stages: list[Stage[Any]], mode: str, yes: bool, verb: str) -> bool:
+    """Against AWS, show what will change (and cost) and ask first; False when there is nothing to do.
+    Without a terminal and without --yes, refuse (exit 2) before any write, as Terraform does."""
+    if not s.remote or yes:
+        return True
+    result = Runner(s.ctx, stages, mode).run()
+    if result.errors:
+        return True  # the run itself reports them
+    if not result.changes:
+        return True
+    if not s.as_json:
+        print_changes(s, result.changes, f"{len(result.changes)} change(s) to {verb}")
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{verb} needs confirmation against AWS: run it at a terminal, or pass --yes "
+                               "(nothing was changed)")
+    click.confirm(f"{verb.capitalize()} these {len(result.changes)} change(s) in AWS?", abort=True, err=s.as_json)
+    return True
+
+
+def run_up(only: Iterable[str], as_json: bool, prune: bool, yes: bool = False, lock_timeout: float = 0.0) -> None:
     s = session(as_json)
     s.ctx.prune = prune
-    started = time.monotonic()
     stages = s.stages(only)
-    result = Runner(s.ctx, stages, "up").run()
+    confirm_changes(s, stages, "plan", yes, "apply")
+    started = time.monotonic()
+    with s.lease("up", lock_timeout):
+        result = Runner(s.ctx, stages, "up").run()
     seconds = time.monotonic() - started
     if as_json:
         s.emit(run_document(result, s.clients, seconds) | {"outputs": collect_status(s, stages)})
@@ -182,27 +271,38 @@ def run_document(result: RunResult, clients: ClientProvider, seconds: float, det
     }
 
 
+only_option = click.option(
+    "--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
+    help=f"Only these stages (repeatable), and the stages they depend on, as Terraform's -target: "
+         f"{', '.join(STAGE_NAMES)}.")
+
+
 @main.command()
-@click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
-              help=f"Converge only these stages (repeatable), and the stages they depend on (read, and "
-                   f"converged too if needed): {', '.join(STAGE_NAMES)}.")
+@only_option
 @click.option("--prune", is_flag=True,
               help="Also remove the table replicas and health checks of regions no longer in the config.")
+@yes_option
+@lock_option
 @json_option
 @handle_errors
-def up(only: tuple[str, ...], prune: bool, as_json: bool) -> None:
+def up(only: tuple[str, ...], prune: bool, yes: bool, lock_timeout: float, as_json: bool) -> None:
     """Converge every stage in every region, in parallel. Safe to run again: a converged stack is left
-    alone (no write call), and a run that was interrupted resumes where it stopped."""
-    run_up(only, as_json, prune)
+    alone (no write call), and a run that was interrupted resumes where it stopped.
+
+    Against AWS the plan (with the monthly cost it adds) is shown and confirmed first; --yes skips the
+    question, and without a terminal --yes is required. Concurrent runs on one stack wait for each other's
+    lease (see --lock-timeout)."""
+    run_up(only, as_json, prune, yes, lock_timeout)
 
 
 @main.command()
-@click.option("--only", "only", multiple=True, type=click.Choice(STAGE_NAMES), metavar="STAGE",
-              help="Plan only these stages (repeatable), and the stages they depend on.")
+@only_option
 @click.option("--detail", is_flag=True, help="With --json: each change's AWS operations and parameters.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when nothing would change, 2 when something would, 1 on an error (Terraform's).")
 @json_option
 @handle_errors
-def plan(only: tuple[str, ...], detail: bool, as_json: bool) -> None:
+def plan(only: tuple[str, ...], detail: bool, detailed_exitcode: bool, as_json: bool) -> None:
     """Show what `up` would change, with any monthly cost it adds. Nothing is written.
 
     The plan walks the same graph as `up`: a value that AWS assigns during `up` (the id of an API still to
@@ -217,9 +317,7 @@ def plan(only: tuple[str, ...], detail: bool, as_json: bool) -> None:
                 "monthly_cost_added_usd": float(cost)})
     else:
         if result.changes:
-            s.console.print(changes_table(result.changes, f"{len(result.changes)} change(s) planned"))
-            if cost:
-                s.console.print(f"These changes add about ${cost:.2f} a month (AWS list prices).")
+            print_changes(s, result.changes, f"{len(result.changes)} change(s) planned")
         for error in result.errors:
             s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
         skipped = [f"{n.stage}/{n.region}" for n in result.nodes if n.skipped]
@@ -229,19 +327,22 @@ def plan(only: tuple[str, ...], detail: bool, as_json: bool) -> None:
             s.console.print("[green]No changes.[/green] Every stage is converged.")
         elif not result.ok:
             s.console.print("[red]The plan is incomplete[/red]: some stages could not be read (see above).")
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_CHANGES if detailed_exitcode and result.changes else EXIT_OK)
 
 
 def add_stage_commands() -> None:
     for stage in STAGES:
-        def command(as_json: bool, prune: bool, _name: str = stage.name) -> None:
-            run_up([_name], as_json, prune)
+        def command(as_json: bool, prune: bool, yes: bool, lock_timeout: float, _name: str = stage.name) -> None:
+            run_up([_name], as_json, prune, yes, lock_timeout)
 
-        command.__doc__ = f"{stage.help}\n\nThe same idempotent step as inside `up` (`up --only {stage.name}`)."
+        command.__doc__ = (f"{stage.help}\n\nThe same idempotent step as inside `up` (`up --only {stage.name}`), "
+                           "with the stages it depends on.")
         cmd = click.command(name=stage.name)(handle_errors(command))
         cmd = click.option("--prune", is_flag=True, hidden=stage.name not in ("global-table", "health-checks"),
                            help="Also remove what this stage keeps for regions no longer in the config.")(cmd)
-        main.add_command(json_option(cmd))
+        main.add_command(json_option(lock_option(yes_option(cmd))))
 
 
 add_stage_commands()
@@ -269,10 +370,12 @@ def collect_status(s: Session, stages: list[Stage[Any]] | None = None) -> dict[s
 @json_option
 @handle_errors
 def status(as_json: bool) -> None:
-    """Show what exists of the stack, per region and for the global name. Exit 1 when a part of the
-    stack could not be read."""
+    """Show what exists of the stack, per region and for the global name, and who holds its lease.
+    Exit 1 when a part of the stack could not be read."""
     s = session(as_json)
     data = collect_status(s)
+    lease = s.leases().current()
+    data["global"]["lease"] = lease.to_dict() if lease else None
     if as_json:
         s.emit(data)
     else:
@@ -280,31 +383,124 @@ def status(as_json: bool) -> None:
     sys.exit(EXIT_FAILED if data["errors"] else EXIT_OK)
 
 
+@main.command(name="force-unlock")
+@click.argument("lease_id")
+@handle_errors
+def force_unlock(lease_id: str) -> None:
+    """Remove the stack's lease LEASE_ID, left by a run that died (its id is in the message that refused
+    you, and in `status`). Only do this when that run is gone: two runs would then change the stack."""
+    s = session()
+    if s.leases().force_unlock(lease_id):
+        click.echo(f"lease {lease_id} removed")
+        return
+    current = s.leases().current()
+    held = f"; the current lease is {current.lease_id} ({current.owner})" if current else "; no lease is held"
+    click.echo(f"no lease {lease_id} on stack {s.config.service}{held}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
 # ------------------------------------------------------------------------------------------------- down
 
 
 @main.command()
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--delete-data", is_flag=True, help="Also delete the table and replicas when they hold items.")
+@yes_option
+@click.option("--delete-data", is_flag=True,
+              help="Also delete the table and replicas when they hold items, and the functions' log groups.")
+@lock_option
 @json_option
 @handle_errors
-def down(yes: bool, delete_data: bool, as_json: bool) -> None:
+def down(yes: bool, delete_data: bool, lock_timeout: float, as_json: bool) -> None:
     """Remove every resource this stack owns, in every region, dependents first. Resources that are not
-    tagged as this stack's are never touched; a table that holds items is kept unless --delete-data."""
+    tagged as this stack's are never touched; a table that holds items, and the functions' logs, are kept
+    unless --delete-data."""
     s = session(as_json)
+    s.ctx.delete_data = delete_data
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("down needs confirmation: pass --yes when not at a terminal")
+        if s.remote:
+            result = Runner(s.ctx, s.stages(), "plan-down").run()
+            print_changes(s, result.changes, f"{len(result.changes)} change(s) to remove")
         click.confirm(f"Remove stack {s.config.service!r} from {', '.join(s.config.regions)}?", abort=True)
-    s.ctx.delete_data = delete_data
     started = time.monotonic()
-    result = Runner(s.ctx, s.stages(), "down").run()
+    with s.lease("down", lock_timeout):
+        result = Runner(s.ctx, s.stages(), "down").run()
     seconds = time.monotonic() - started
     if as_json:
         s.emit(run_document(result, s.clients, seconds))
     else:
         print_run_summary(s.console, result, "removed", seconds, s.clients.writes)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+# ------------------------------------------------------------------------------------------ init, schema
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@handle_errors
+def init(directory: Path) -> None:
+    """Start a project in DIRECTORY: a config.yaml on the sandbox, the item API as your own code in app/
+    (with a test), and the config's JSON Schema for editors. Nothing is overwritten."""
+    from multiregion.scaffold import ScaffoldError, init_project
+
+    try:
+        written = init_project(directory)
+    except ScaffoldError as exc:
+        raise click.UsageError(str(exc)) from None
+    for path in written:
+        click.echo(f"  wrote {path}")
+    where = f"cd {directory} && " if str(directory) != "." else ""
+    click.echo(f"next: {where}multiregion up && multiregion failover-test")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of config.yaml (from the same model that validates it), for editors:
+    `# yaml-language-server: $schema=config.schema.json` at the top of config.yaml."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+# ------------------------------------------------------------------------------------------------- logs
+
+
+@main.command()
+@click.option("--region", "regions", multiple=True, metavar="REGION", help="Only this region (repeatable).")
+@click.option("--function", "functions", multiple=True, metavar="NAME",
+              help="Only this function (repeatable): `put` or `items-put`.")
+@click.option("--since", default="10m", show_default=True,
+              help="From when: 30s, 10m, 2h, 1d, an ISO 8601 time, or epoch milliseconds.")
+@click.option("--filter", "filter_pattern", metavar="PATTERN", help="A CloudWatch Logs filter pattern.")
+@click.option("--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@handle_errors
+def logs(regions: tuple[str, ...], functions: tuple[str, ...], since: str, filter_pattern: str | None,
+         follow: bool, as_json: bool) -> None:
+    """The functions' log events, merged across regions in time order, each tagged with its region and
+    function (CloudWatch Logs FilterLogEvents)."""
+    from multiregion import logs as logs_module
+
+    s = session(as_json)
+    try:
+        query = logs_module.LogQuery(regions, functions, since=logs_module.parse_since(since),
+                                     filter_pattern=filter_pattern)
+        logs_module.sources(s.config, query)
+    except logs_module.QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+    color = s.console.is_terminal and not root_options().get("no_color") and not os.environ.get("NO_COLOR")
+    widths = {"region_width": max(len(r) for r in s.config.regions),
+              "function_width": max(len(s.config.name(f)) for f in ("health", *functions)) if functions else 0}
+    lines = logs_module.follow(s.clients, s.config, query, note=s.reporter.warn) if follow else \
+        logs_module.fetch(s.clients, s.config, query, note=s.reporter.warn)
+    try:
+        for line in lines:
+            click.echo(logs_module.json_line(line) if as_json else logs_module.format_line(line, color=color,
+                                                                                            **widths))
+    except logs_module.LogsError as exc:
+        click.echo(f"error {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        pass
 
 
 # ---------------------------------------------------------------------------------------- failover-test
@@ -319,10 +515,11 @@ def down(yes: bool, delete_data: bool, as_json: bool) -> None:
                    "on the region's functions, a real outage of its API.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds to wait for each of detection, rerouting, replication and recovery.")
+@lock_option
 @json_option
 @handle_errors
 def failover_test(region: str | None, client_region: str | None, client_ip: str | None, mode: str,
-                  timeout: float, as_json: bool) -> None:
+                  timeout: float, lock_timeout: float, as_json: bool) -> None:
     """Take one region down, watch Route 53 move the traffic, prove no write is lost, restore.
 
     \b
@@ -335,7 +532,7 @@ def failover_test(region: str | None, client_region: str | None, client_ip: str 
     replicate  the new item appears in the failed region's table (replication lag)
     restore    always, also after a failure or Ctrl-C: undo, wait until healthy and serving again
 
-    Exit 0 only when every check held.
+    Exit 0 only when every check held. The stack's lease is held throughout: no `up` changes it meanwhile.
     """
     if client_region and client_ip:
         raise click.UsageError("give --client-region or --client-ip, not both")
@@ -351,7 +548,8 @@ def failover_test(region: str | None, client_region: str | None, client_ip: str 
     options = FailoverOptions(region=region, client_region=client_region, client_ip=client_ip, mode=mode,
                               timeout=timeout)
     on_step = (lambda step: None) if as_json else (lambda step: print_step(s.console, step))
-    report = FailoverTest(s.ctx, s.stages(), options, sandbox=s.sandbox_link(), on_step=on_step).run()
+    with s.lease("failover-test", lock_timeout):
+        report = FailoverTest(s.ctx, s.stages(), options, sandbox=s.sandbox_link(), on_step=on_step).run()
     if as_json:
         s.emit(report.to_dict())
     else:

@@ -38,7 +38,7 @@ from multiregion.plan import Change, Inputs, NodePlan, Ref
 GLOBAL = "global"
 TAG_STACK = "multiregion:stack"
 TAG_REGION = "multiregion:region"
-MODES = ("plan", "up", "down")
+MODES = ("plan", "up", "down", "plan-down")  # plan-down: what `down` would remove, nothing written
 BUG_HINT = "this is a bug in multiregion: please report it with the output of the same command run with --debug"
 
 __all__ = ["GLOBAL", "TAG_STACK", "TAG_REGION", "Change", "Conflict", "Context", "Env", "GraphError", "Inputs",
@@ -385,7 +385,7 @@ class Runner:
         check_stages(stages)
         self.ctx, self.stages, self.mode, self.max_workers = ctx, list(stages), mode, max_workers
         self.by_name = {s.name: s for s in self.stages}
-        self.graph = build_graph(self.stages, ctx.config, reverse=mode == "down")
+        self.graph = build_graph(self.stages, ctx.config, reverse=mode in ("down", "plan-down"))
 
     def run(self) -> RunResult:
         env = self.ctx.env()  # asks for the caller's identity first: Unreachable is raised here, once
@@ -422,13 +422,13 @@ class Runner:
         reporter.node_started(stage_name, region)
         resource = "(reading current state)"
         try:
-            snapshot = stage.read_down(reader, region) if self.mode == "down" else stage.read(reader, region)
+            removing = self.mode in ("down", "plan-down")
+            snapshot = stage.read_down(reader, region) if removing else stage.read(reader, region)
             resource = "(deciding changes)"
-            plan = stage.destroy(env, region, snapshot) if self.mode == "down" else \
-                stage.diff(env, region, snapshot, inputs)
+            plan = stage.destroy(env, region, snapshot) if removing else stage.diff(env, region, snapshot, inputs)
             for warning in plan.warnings:
                 reporter.warn(warning)
-            if self.mode == "plan":
+            if self.mode in ("plan", "plan-down"):
                 result.changes = list(plan.changes)
                 result.outputs = dict(plan.outputs)
             else:

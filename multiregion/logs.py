@@ -201,8 +201,7 @@ def _read_all(clients: Clients, chosen: Sequence[Source], window: tuple[int | No
 
 
 def missing_note(source: Source) -> str:
-    return (f"{source.region}: no log group {source.group} (Lambda creates it at the function's first "
-            f"invocation in the region); skipped")
+    return f"{source.region}: no log group {source.group} (`multiregion up` creates it); skipped"
 
 
 def _read_group(logs: Any, pacer: _Pacer, source: Source, window: tuple[int | None, int | None],

@@ -27,8 +27,12 @@ class _Wait(Progress):
         self.started = time.monotonic()
 
     def update(self, status: str) -> None:
+        changed = status != self.status
         self.status = status
         self.reporter.refresh()
+        if changed and self.reporter.logging:
+            # Not a terminal (a CI log): a line per change of state, never one per poll.
+            self.reporter.note(self.line())
 
     def line(self) -> Text:
         waited = time.monotonic() - self.started
@@ -42,6 +46,7 @@ class RichReporter(Reporter):
 
     def __init__(self, console: Console, quiet: bool = False):
         self.console, self.quiet = console, quiet
+        self.logging = not quiet and not console.is_terminal
         self._waits: list[_Wait] = []
         self._lock = threading.RLock()
         self._live: Live | None = None
@@ -71,6 +76,10 @@ class RichReporter(Reporter):
             with self._lock:
                 self.console.print(Text.assemble(("  ✗ ", "red"), (f"{region:<14}", "bold"),
                                                  f" {stage:<14} ", (error.detail, "red")), soft_wrap=True)
+
+    def note(self, line: Text) -> None:
+        with self._lock:
+            self.console.print(line, soft_wrap=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -103,6 +112,16 @@ class RichReporter(Reporter):
                     self._live = None
                 else:
                     self.refresh()
+
+
+def changes_lines(changes: list[Change]) -> list[Text]:
+    """One line per change (for logs, where a table would wrap): action, stage, region, resource, reason, cost."""
+    lines = []
+    for c in changes:
+        cost = f"  [{c.cost}]" if c.cost else ""
+        lines.append(Text.assemble((f"  {c.action:<7}", ACTION_STYLE.get(c.action, "")), f" {c.stage:<14}",
+                                   f" {c.region:<14} {c.resource}", (f"  {c.reason}", "dim"), cost))
+    return lines
 
 
 def changes_table(changes: list[Change], title: str) -> Table:
