@@ -90,11 +90,17 @@ HEALTH_CHECKS = Scope("HealthChecks", "Route 53 health checks (their ids are ass
 TRAFFIC_POLICIES = Scope("TrafficPolicies", "Route 53 traffic policies")
 POLICY_RECORDS = Scope("PolicyRecords", "Route 53 traffic policy instances (policy records)")
 CHANGES = Scope("RecordChanges", "Route 53 change batches")
+LOG_GROUPS = Scope("StackLogGroups", "the functions' log groups /aws/lambda/{service}-* in every configured region")
+LOGS_UNSCOPED = Scope("LogGroupListing", "DescribeLogGroups: every log group of each configured region")
+API_KEYS = Scope("ApiKeysAndUsagePlans", "API Gateway /apikeys* and /usageplans* in every configured region")
+USAGE_PLANS = API_KEYS
+LEASES = Scope("StackLease", "the account's lease table multiregion-leases, in the primary region")
 ROUTE53_UNSCOPED = Scope("Route53AccountWide", "no resource type: Route 53 creations, listings, TestDNSAnswer")
 
 SCOPES: tuple[Scope, ...] = (IDENTITY, TABLE, FUNCTIONS, ROLES, PASS_ROLE, SERVICE_LINKED_ROLES, REST_APIS, REST_API,
                              DOMAIN_NAMES, DOMAIN_NAME, API_TAGS, CERTIFICATES, ACM_UNSCOPED, HOSTED_ZONE,
-                             HEALTH_CHECKS, TRAFFIC_POLICIES, POLICY_RECORDS, CHANGES, ROUTE53_UNSCOPED)
+                             HEALTH_CHECKS, TRAFFIC_POLICIES, POLICY_RECORDS, CHANGES, ROUTE53_UNSCOPED,
+                             LOG_GROUPS, LOGS_UNSCOPED, API_KEYS, LEASES)
 
 
 def _regional(target: Target, template: str) -> list[str]:
@@ -128,7 +134,18 @@ def scope_resources(scope: Scope, target: Target) -> list[str]:
     if scope == FUNCTIONS:
         return _regional(target, "arn:{p}:lambda:{r}:{a}:function:{s}-*")
     if scope in (ROLES, PASS_ROLE):
-        return [f"arn:{p}:iam::{a}:role/{s}-*"]
+        # One role per function and region under the path /multiregion/; `{service}-lambda` is the
+        # stack-wide role of earlier releases, which `up` removes.
+        return [f"arn:{p}:iam::{a}:role/multiregion/{s}-*", f"arn:{p}:iam::{a}:role/{s}-lambda"]
+    if scope == LOG_GROUPS:
+        # `*` in an ARN matches any characters, `:` included: this covers the groups and their streams.
+        return _regional(target, "arn:{p}:logs:{r}:{a}:log-group:/aws/lambda/{s}-*")
+    if scope == LOGS_UNSCOPED:
+        return _regional(target, "arn:{p}:logs:{r}:{a}:log-group:*")
+    if scope == API_KEYS:  # each collection and its members
+        return [*_api_gateway(target, "/apikeys*"), *_api_gateway(target, "/usageplans*")]
+    if scope == LEASES:
+        return [f"arn:{p}:dynamodb:{target.config.primary}:{a}:table/multiregion-leases"]
     if scope == SERVICE_LINKED_ROLES:
         return [f"arn:{p}:iam::{a}:role/aws-service-role/{service}/{role}"
                 for service, role in _service_linked_roles(target)]
@@ -162,6 +179,9 @@ TRAFFIC_POLICY = "traffic-policy"  # routing.mode: traffic-policy
 ZONE_BY_NAME = "zone-by-name"  # domain.hosted_zone is a DNS name, not an id
 CREATE_ZONE = "create-zone"  # domain.create_zone: true
 REPLICAS = "replicas"  # more than one region: a global table with replicas
+API_KEY_AUTH = "api-key"  # api.auth: api-key
+CORS = "cors"  # api.cors
+THROTTLE = "throttle"  # api.throttle
 
 
 def _has_replicas(config: Config) -> bool:
@@ -177,6 +197,12 @@ def needed(needs: str, config: Config) -> bool:
         return config.domain.create_zone
     if needs == REPLICAS:
         return _has_replicas(config)
+    if needs == API_KEY_AUTH:
+        return config.api.auth == "api-key"
+    if needs == CORS:
+        return bool(config.api.cors_origins)
+    if needs == THROTTLE:
+        return config.api.throttle is not None
     return True
 
 
@@ -216,8 +242,9 @@ def _p(service: str, operation: str, *grants: Grant | Scope, only_when: str = ""
                       tuple(g if isinstance(g, Grant) else Grant(own, g) for g in grants), only_when, needs)
 
 
-def _api(operation: str, verb: str, scope: Scope, *extra: Grant, only_when: str = "") -> Permission:
-    return _p("apigateway", operation, Grant(f"apigateway:{verb}", scope), *extra, only_when=only_when)
+def _api(operation: str, verb: str, scope: Scope, *extra: Grant, only_when: str = "", needs: str = ALWAYS
+         ) -> Permission:
+    return _p("apigateway", operation, Grant(f"apigateway:{verb}", scope), *extra, only_when=only_when, needs=needs)
 
 
 DRIFT = "repairing drift (someone changed the resource by hand)"
@@ -238,10 +265,12 @@ PERMISSIONS: tuple[Permission, ...] = (
     # DynamoDB: the table in the primary, its replicas (2019.11.21: UpdateTable(ReplicaUpdates) from the
     # primary; AWS then needs these actions on the table in the replica's region too, DynamoDB developer
     # guide, global tables security), and the failover test's own items.
-    _p("dynamodb", "DescribeTable", TABLE),
+    _p("dynamodb", "DescribeTable", TABLE, LEASES),
     _p("dynamodb", "ListTagsOfResource", TABLE),
     _p("dynamodb", "Scan", TABLE),
-    _p("dynamodb", "CreateTable", TABLE, Grant("dynamodb:TagResource", TABLE, why=TAG_ON_CREATE)),
+    _p("dynamodb", "CreateTable", TABLE, Grant("dynamodb:TagResource", TABLE, why=TAG_ON_CREATE),
+       Grant("dynamodb:CreateTable", LEASES, why="the lease table", only_when="the account's first run"),
+       Grant("dynamodb:TagResource", LEASES, why=TAG_ON_CREATE, only_when="the account's first run")),
     _p("dynamodb", "UpdateTable", TABLE,
        *(Grant(a, TABLE, why="adding a replica (on the table in its region)", needs=REPLICAS) for a in REPLICA_ITEMS),
        *(Grant(a, TABLE, why="removing a replica (on the table in its region)", needs=REPLICAS)
@@ -249,8 +278,8 @@ PERMISSIONS: tuple[Permission, ...] = (
        Grant("iam:CreateServiceLinkedRole", SERVICE_LINKED_ROLES, needs=REPLICAS,
              why="the account's first replica: AWS creates DynamoDB's replication role")),
     _p("dynamodb", "DeleteTable", TABLE),
-    _p("dynamodb", "GetItem", TABLE),
-    _p("dynamodb", "DeleteItem", TABLE),
+    _p("dynamodb", "GetItem", TABLE, LEASES),
+    _p("dynamodb", "DeleteItem", TABLE, LEASES),
     # Lambda: the stack's functions in every region. GetFunction returns a function's tags (how the tool
     # knows it is the stack's) only to a caller allowed lambda:ListTags (Lambda API reference).
     _p("lambda", "GetFunction", FUNCTIONS, Grant("lambda:ListTags", FUNCTIONS, why="its tags in the answer")),
@@ -347,6 +376,33 @@ PERMISSIONS: tuple[Permission, ...] = (
        only_when="a new policy version, a TTL change or a failed instance"),
     _p("route53", "DeleteTrafficPolicyInstance", POLICY_RECORDS),
     _p("route53", "TestDNSAnswer", ROUTE53_UNSCOPED),
+    # CloudWatch Logs: the tool creates each function's log group with its retention (the functions' roles
+    # may not create groups), and `multiregion logs` reads them.
+    _p("logs", "DescribeLogGroups", LOGS_UNSCOPED),
+    _p("logs", "CreateLogGroup", LOG_GROUPS, Grant("logs:TagResource", LOG_GROUPS, why=TAG_ON_CREATE)),
+    _p("logs", "PutRetentionPolicy", LOG_GROUPS),
+    _p("logs", "DeleteLogGroup", LOG_GROUPS, only_when="down --delete-data"),
+    _p("logs", "FilterLogEvents", LOG_GROUPS, only_when="multiregion logs"),
+    # API keys and usage plans (api.auth: api-key; read in every run, to remove them when auth is off).
+    _api("GetApiKeys", "GET", API_KEYS),
+    _api("GetUsagePlans", "GET", USAGE_PLANS),
+    _api("GetUsagePlanKeys", "GET", USAGE_PLANS, needs=API_KEY_AUTH),
+    _api("CreateApiKey", "POST", API_KEYS, Grant("apigateway:PUT", API_TAGS, why=TAG_ON_CREATE),
+         needs=API_KEY_AUTH),
+    _api("DeleteApiKey", "DELETE", API_KEYS, only_when="api.auth turned off, a key replaced, or down"),
+    _api("CreateUsagePlan", "POST", USAGE_PLANS, Grant("apigateway:PUT", API_TAGS, why=TAG_ON_CREATE),
+         needs=API_KEY_AUTH),
+    _api("UpdateUsagePlan", "PATCH", USAGE_PLANS, only_when="a usage plan moved to another API, or removed"),
+    _api("DeleteUsagePlan", "DELETE", USAGE_PLANS, only_when="api.auth turned off, or down"),
+    _api("CreateUsagePlanKey", "POST", USAGE_PLANS, needs=API_KEY_AUTH),
+    # CORS preflights (a MOCK OPTIONS method) and stage throttling.
+    _api("PutMethodResponse", "PUT", REST_API, needs=CORS),
+    _api("PutIntegrationResponse", "PUT", REST_API, needs=CORS),
+    _api("UpdateStage", "PATCH", REST_API, needs=THROTTLE),
+    # The stack's lease (multiregion.lease): one item per stack in a table of the account.
+    # (GetItem, DeleteItem, DescribeTable and CreateTable on it are granted with the stack's table above.)
+    _p("dynamodb", "PutItem", LEASES),
+    _p("dynamodb", "UpdateItem", LEASES, only_when="renewing the lease of a run longer than a few minutes"),
 )
 
 BY_OPERATION: dict[tuple[str, str], Permission] = {(p.service, p.operation): p for p in PERMISSIONS}
