@@ -27,6 +27,16 @@ states, then DynamoDB returns a ResourceInUseException"):
 
 The replicator keeps what it has read but not yet applied in a per-target backlog and removes a write from
 it only once applied, so a failing pass (or a paused target) loses nothing; `stats` counts what it did.
+
+Strong global tables (multi-Region strong consistency; AWS's rules and their sources are in mrsc.py):
+
+* `UpdateTable(MultiRegionConsistency="STRONG", ReplicaUpdates=[Create...], GlobalTableWitnessUpdates=[...])` on
+  an empty table makes the group in one request: three regions of one Region set, replicas and at most one
+  witness, CREATING for `duration("replica_active")`. The witness holds no table (its region's DescribeTable
+  finds none); every replica's DescribeTable shows `MultiRegionConsistency: STRONG` and `GlobalTableWitnesses`.
+  An eventual global table shows no `MultiRegionConsistency` at all, as AWS answers. Nothing joins a strong
+  group later, and it is dissolved by one request deleting every other replica and the witness, after which
+  the table is a single-region table again; DeleteTable of a member is refused until then.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import mrsc
 from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error
 
 VERSION = "2019.11.21"
@@ -61,6 +72,19 @@ def backend(region: str) -> Any:
     return dynamodb_backends[ACCOUNT_ID][region]
 
 
+def table_in(region: str, name: str) -> Any | None:
+    """moto's table of that name in that region, if any."""
+    return backend(region).tables.get(name)
+
+
+def holds_items(table: Any) -> bool:
+    return len(table) > 0  # moto counts a table's items with len()
+
+
+def validation_error(message: str) -> Response:
+    return aws_json_error(VALIDATION, message)
+
+
 def last_replica_error(name: str, region: str) -> Response:
     return aws_json_error(VALIDATION, f"The last active replica of table: '{name}'  in region: '{region}' cannot "
                                       "be deleted until all writes are replicated.")
@@ -80,12 +104,21 @@ class Replica:
 class ReplicaGroup:
     name: str
     replicas: dict[str, Replica] = field(default_factory=dict)
+    consistency: str = mrsc.EVENTUAL
+    witnesses: dict[str, Replica] = field(default_factory=dict)  # strong groups only; a witness has no table
+
+    @property
+    def strong(self) -> bool:
+        return self.consistency == mrsc.STRONG
 
     def status(self, region: str) -> str:
         return self.replicas[region].status
 
     def busy(self) -> bool:
-        return any(r.status != ACTIVE for r in self.replicas.values())
+        return any(r.status != ACTIVE for r in [*self.replicas.values(), *self.witnesses.values()])
+
+    def membership(self, region: str) -> mrsc.Membership:
+        return mrsc.Membership(region, frozenset(self.replicas), frozenset(self.witnesses), self.strong)
 
 
 class GlobalTables(Extension):
@@ -112,6 +145,8 @@ class GlobalTables(Extension):
             return None
         op = req.operation
         if op == "UpdateTable":
+            if self._strong_request(req):
+                return self._update_strong(req)
             if "ReplicaUpdates" in req.json():
                 return self._update_replicas(req)
             return self._refuse_in_use(req) if self.sandbox.strict else None
@@ -167,19 +202,29 @@ class GlobalTables(Extension):
             if group is None or region not in group.replicas:
                 return
             statuses = {r: group.status(r) for r in group.replicas}
+            witnesses = {r: w.status for r, w in group.witnesses.items()}
+            strong = group.strong
         table["GlobalTableVersion"] = VERSION
         # As on AWS, a region's description lists the other replicas.
         table["Replicas"] = [{"RegionName": r, "ReplicaStatus": s} for r, s in sorted(statuses.items())
                              if r != region]
+        if strong:  # an eventual global table has neither member (AWS does not echo its default EVENTUAL)
+            table["MultiRegionConsistency"] = mrsc.STRONG
+            if witnesses:
+                table["GlobalTableWitnesses"] = [{"RegionName": r, "WitnessStatus": s}
+                                                 for r, s in sorted(witnesses.items())]
         own = statuses[region]
         if own != ACTIVE:
             table["TableStatus"] = own  # the replica being made or removed here
-        elif any(s != ACTIVE for s in statuses.values()):
+        elif any(s != ACTIVE for s in [*statuses.values(), *witnesses.values()]):
             table["TableStatus"] = UPDATING
 
     def _delete_table(self, req: SandboxRequest) -> Response:
         name, region = req.json().get("TableName", ""), req.region or ""
         with self.sandbox.lock:
+            group = self.groups.get(name)
+            if group is not None and group.strong and region in group.replicas:
+                return validation_error(mrsc.ONLY_ONE_DELETE)  # dissolve the group with UpdateTable first
             if self.sandbox.strict:
                 refusal = self._in_use(name, region)
                 if refusal is None and self._unreplicated(name, region):
@@ -322,6 +367,11 @@ class GlobalTables(Extension):
                     group.replicas[region] = Replica(ACTIVE)
                 elif replica.status == DELETING and now >= replica.until:
                     self._remove_replica(group.name, region)
+            for region, witness in list(group.witnesses.items()):
+                if witness.status == CREATING and now >= witness.until:
+                    group.witnesses[region] = Replica(ACTIVE)
+                elif witness.status == DELETING and now >= witness.until:
+                    del group.witnesses[region]
 
     def _unreplicated(self, name: str, region: str) -> bool:
         """Whether writes made in `region` have not reached every other replica yet. Holds sandbox.lock."""
@@ -336,6 +386,107 @@ class GlobalTables(Extension):
                 return True
         staying = {r for r, replica in group.replicas.items() if r != region and replica.status != DELETING}
         return any(source == region for target in staying for source, _ in self.backlog.get((name, target), []))
+
+    # ------------------------------------------------------------------ strong global tables: control plane
+
+    def _strong_request(self, req: SandboxRequest) -> bool:
+        """Whether an UpdateTable is one for the strong rules: it names a consistency mode or a witness, or it
+        changes the replicas of a strong group. Everything else keeps the eventual path exactly."""
+        body = req.json()
+        request = mrsc.Request.of(body)
+        if request.witness_updates:
+            return True
+        if "MultiRegionConsistency" in body:
+            return request.has_replica_updates or not request.other_fields
+        group = self.groups.get(body.get("TableName", ""))
+        return request.has_replica_updates and group is not None and group.strong and req.region in group.replicas
+
+    def _update_strong(self, req: SandboxRequest) -> Response:
+        body = req.json()
+        name, region = body.get("TableName", ""), req.region or ""
+        request = mrsc.Request.of(body)
+        with self.sandbox.lock:
+            source = table_in(region, name)
+            if source is None:
+                return aws_json_error(NOT_FOUND, f"Requested resource not found: Table: {name} not found")
+            group = self.groups.get(name)
+            membership = group.membership(region) if group and region in group.replicas else mrsc.Membership(region)
+            if not membership.strong and request.consistency != mrsc.STRONG and not request.witness_updates \
+                    and request.has_replica_updates:
+                return self._update_replicas(req)  # MultiRegionConsistency=EVENTUAL: today's eventual path
+            if group is not None and region not in group.replicas:
+                # A same-named table beside a global table (in its witness's region, say) is another table on
+                # AWS; the sandbox keeps one global table per name and cannot make that one global as well.
+                return validation_error(f"The sandbox already holds a global table named {name} in other regions")
+            error = mrsc.shape_error(request)
+            if error is not None:
+                return validation_error(error)
+            refusal = self._in_use(name, region)
+            if refusal is not None:
+                return refusal
+            refusal = (self._check_strong_change(name, request, membership) if membership.strong
+                       else self._check_strong_creation(name, source, request, membership))
+            if refusal is not None:
+                return refusal
+            if membership.strong:
+                self._dissolve(name, request)
+            else:
+                self._create_strong(name, source, region, request)
+            data = backend(region).describe_table(name)
+        self._decorate(data["Table"], region)
+        return wire_response({"TableDescription": data["Table"]})
+
+    def _check_strong_creation(self, name: str, source: Any, request: mrsc.Request,
+                               membership: mrsc.Membership) -> Response | None:
+        if membership.region in request.replicas("Create"):
+            return validation_error(LOCAL_REGION)
+        error = mrsc.creation_error(request, membership)
+        if error is not None:
+            return validation_error(error)
+        for target in request.replicas("Create"):
+            refusal = self._check_create(name, source, target, {membership.region})
+            if refusal is not None:
+                return refusal
+        return validation_error(mrsc.NOT_EMPTY) if holds_items(source) else None
+
+    def _check_strong_change(self, name: str, request: mrsc.Request, membership: mrsc.Membership) -> Response | None:
+        for update in request.replica_updates:
+            action = "Create" if "Create" in update else "Delete" if "Delete" in update else None
+            if action is None:
+                return validation_error("ReplicaUpdates supports Create and Delete here")
+            target = update[action].get("RegionName", "")
+            if target == membership.region:
+                return validation_error(LOCAL_REGION)
+            if action == "Delete" and target not in membership.replicas:
+                return validation_error(f"Cannot delete replica {target} of table {name}: no such replica")
+        error = mrsc.change_error(request, membership)
+        if error is not None:
+            return validation_error(error)
+        unreplicated = [t for t in request.replicas("Delete") if self.sandbox.strict and self._unreplicated(name, t)]
+        return last_replica_error(name, unreplicated[0]) if unreplicated else None
+
+    def _create_strong(self, name: str, source: Any, region: str, request: mrsc.Request) -> None:
+        ready_at = self.sandbox.now() + self.sandbox.duration("replica_active")
+        for target in request.replicas("Create"):
+            self._create_replica(name, source, region, target, ready_at)
+        group = self.groups[name]
+        group.consistency = mrsc.STRONG
+        for witness in request.witnesses("Create"):
+            group.witnesses[witness] = Replica(CREATING, ready_at)
+
+    def _dissolve(self, name: str, request: mrsc.Request) -> None:
+        """Every other replica and the witness go together; the table stays, a single-region table again."""
+        for target in request.replicas("Delete"):
+            self._delete_replica(name, target)
+        group = self.groups.get(name)  # gone already once its last other replica was removed
+        if group is None:
+            return
+        gone_at = self.sandbox.now() + self.sandbox.duration("replica_deleted")
+        for witness in request.witnesses("Delete"):
+            if self.sandbox.strict:
+                group.witnesses[witness] = Replica(DELETING, gone_at)
+            else:
+                group.witnesses.pop(witness, None)
 
     # ------------------------------------------------------------------ replication
 
