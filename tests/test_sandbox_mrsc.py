@@ -3,7 +3,7 @@ dissolved, as AWS does (the rules and their sources: multiregion/sandbox/mrsc.py
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -12,6 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from multiregion.sandbox import mrsc
+from multiregion.sandbox.dynamodb import GlobalTables
 from multiregion.sandbox.server import Sandbox
 from tests import wire
 from tests.conftest import wait_for
@@ -36,6 +37,15 @@ def ddb(sandbox: Sandbox) -> Clients:
         return made[region]
 
     return client
+
+
+@pytest.fixture
+def no_background_replication(sandbox: Sandbox) -> Iterator[GlobalTables]:
+    """The replicator's background passes stopped, so whatever reaches another region got there in the request."""
+    ext = sandbox.extension(GlobalTables)
+    ext.stop()
+    yield ext
+    ext.start()
 
 
 def strong(ddb: Clients, witness: bool = True, clock: Any = None) -> None:
@@ -66,6 +76,12 @@ def error_of(call: Callable[[], Any]) -> tuple[str, str]:
     with pytest.raises(ClientError) as err:
         call()
     return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+def http_status(call: Callable[[], Any]) -> int:
+    with pytest.raises(ClientError) as err:
+        call()
+    return int(err.value.response["ResponseMetadata"]["HTTPStatusCode"])
 
 
 def put(client: Any, key: str, value: str) -> Any:
@@ -291,6 +307,108 @@ def test_under_strict_the_replica_and_witness_are_deleting_for_their_duration(dd
     ddb(EAST).delete_table(TableName="t")
 
 
+# ---------------------------------------------------------------------------------------------- written, read
+
+
+def test_a_write_is_in_every_replica_when_it_is_acknowledged(ddb: Clients,
+                                                             no_background_replication: GlobalTables) -> None:
+    strong(ddb, witness=False)
+    put(ddb(EAST), "k", "one")
+    # Read at once, without any background replication: each replica holds the acknowledged value (eventually
+    # consistent reads first: they are served from the region's own copy, as the write left it).
+    assert [value(ddb(r), "k", consistent) for consistent in (False, True) for r in (OHIO, OREGON)] == ["one"] * 4
+    ddb(OHIO).update_item(TableName="t", Key={"id": {"S": "k"}}, UpdateExpression="SET v = :v",
+                          ConditionExpression="v = :old",  # evaluated on the latest value, written elsewhere
+                          ExpressionAttributeValues={":v": {"S": "two"}, ":old": {"S": "one"}})
+    assert value(ddb(EAST), "k") == "two" and value(ddb(OREGON), "k", consistent=False) == "two"
+    ddb(OREGON).batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": {"id": {"S": "b"}, "v": {"S": "b"}}}},
+                                                     {"DeleteRequest": {"Key": {"id": {"S": "k"}}}}]})
+    assert value(ddb(EAST), "b") == "b" and value(ddb(OHIO), "k") is None
+    scanned = ddb(OHIO).scan(TableName="t", ConsistentRead=True)["Items"]
+    queried = ddb(EAST).query(TableName="t", KeyConditionExpression="id = :b",
+                              ExpressionAttributeValues={":b": {"S": "b"}})["Items"]
+    assert [i["id"]["S"] for i in scanned] == ["b"] and [i["id"]["S"] for i in queried] == ["b"]
+
+
+def test_an_eventual_write_still_waits_for_the_replicator(ddb: Clients,
+                                                         no_background_replication: GlobalTables) -> None:
+    ddb(EAST).create_table(TableName="t", **KEY)
+    ddb(EAST).update_table(TableName="t", ReplicaUpdates=[replica(OHIO)])
+    wait_for(lambda: status(ddb(EAST)) == "ACTIVE")
+    put(ddb(EAST), "k", "one")
+    assert value(ddb(OHIO), "k") is None  # eventual: asynchronous, as before
+    no_background_replication.replicate_once()
+    assert value(ddb(OHIO), "k") == "one"
+
+
+def test_a_write_from_another_region_to_an_item_in_flight_is_a_replicated_write_conflict(
+        ddb: Clients, sandbox: Sandbox, clock: Any) -> None:
+    strong(ddb, witness=False, clock=clock)
+    window = sandbox.scaled(mrsc.write_window(EAST, {OHIO, OREGON}))
+    assert window > 0
+    put(ddb(EAST), "k", "from east")
+    conflict = ("ReplicatedWriteConflictException", mrsc.CONFLICT)
+    assert error_of(lambda: put(ddb(OHIO), "k", "from ohio")) == conflict
+    assert http_status(lambda: put(ddb(OHIO), "k", "from ohio")) == 400
+    assert error_of(lambda: ddb(OREGON).delete_item(TableName="t", Key={"id": {"S": "k"}})) == conflict
+    put(ddb(OHIO), "other", "x")  # another item is not being modified
+    put(ddb(EAST), "k", "east again")  # us-east-1 may write the item again: the write in flight is its own
+    assert value(ddb(OHIO), "k") == "east again"  # the refused writes changed nothing
+    clock.advance(window * 0.9)
+    assert error_of(lambda: put(ddb(OHIO), "k", "from ohio"))[0] == "ReplicatedWriteConflictException"
+    clock.advance(window * 0.1)  # the last write from us-east-1 has reached its nearest member
+    put(ddb(OHIO), "k", "from ohio")
+    assert value(ddb(EAST), "k") == "from ohio"
+
+
+def test_a_conflicting_batch_write_is_refused_whole(ddb: Clients, clock: Any) -> None:
+    strong(ddb, clock=clock)
+    put(ddb(EAST), "k", "from east")
+    items = [{"PutRequest": {"Item": {"id": {"S": key}, "v": {"S": "batch"}}}} for key in ("fresh", "k")]
+    assert error_of(lambda: ddb(OHIO).batch_write_item(RequestItems={"t": items}))[0] \
+        == "ReplicatedWriteConflictException"
+    assert value(ddb(EAST), "fresh") is None
+
+
+# ---------------------------------------------------------------------------------------------- cut off
+
+
+def test_a_cut_off_region_refuses_writes_and_strong_reads_while_the_others_serve(ddb: Clients,
+                                                                                sandbox: Sandbox) -> None:
+    strong(ddb, witness=False)
+    put(ddb(EAST), "k", "before")
+    sandbox.faults["replication_paused"] = [OREGON]
+    internal = ("InternalServerError", mrsc.INTERNAL)
+    assert error_of(lambda: put(ddb(OREGON), "k", "from oregon")) == internal
+    assert http_status(lambda: put(ddb(OREGON), "k", "from oregon")) == 500
+    assert error_of(lambda: value(ddb(OREGON), "k")) == internal
+    assert error_of(lambda: ddb(OREGON).scan(TableName="t", ConsistentRead=True)) == internal
+    # The other two regions keep a majority: they write and read strongly.
+    put(ddb(EAST), "k", "during")
+    assert value(ddb(OHIO), "k") == "during"
+    # An eventually consistent read is served from the cut-off region's own copy, which lags behind.
+    assert value(ddb(OREGON), "k", consistent=False) == "before"
+    sandbox.faults["replication_paused"] = []
+    assert value(ddb(OREGON), "k") == "during"  # caught up before it answers
+    put(ddb(OREGON), "k", "after")
+    assert value(ddb(EAST), "k") == "after"
+
+
+def test_a_write_needs_a_second_member_replica_or_witness(ddb: Clients, sandbox: Sandbox) -> None:
+    strong(ddb)
+    sandbox.faults["replication_paused"] = [OREGON]  # the witness alone: the other replica acknowledges
+    put(ddb(EAST), "k", "one")
+    assert value(ddb(OHIO), "k") == "one"
+    sandbox.faults["replication_paused"] = [OHIO]  # the other replica alone: the witness acknowledges
+    put(ddb(EAST), "k", "two")
+    sandbox.faults["replication_paused"] = [OHIO, OREGON]  # both: no second region can hold the write
+    assert error_of(lambda: put(ddb(EAST), "k", "three"))[0] == "InternalServerError"
+    assert error_of(lambda: value(ddb(EAST), "k"))[0] == "InternalServerError"
+    assert value(ddb(EAST), "k", consistent=False) == "two"
+    sandbox.faults["replication_paused"] = []
+    assert value(ddb(OHIO), "k") == "two"
+
+
 # ---------------------------------------------------------------------------------------------- on the wire
 
 
@@ -302,17 +420,22 @@ def test_the_strong_answers_are_what_aws_writes(sandbox: Sandbox, clock: Any) ->
                                             aws_access_key_id="testing", aws_secret_access_key="testing",
                                             config=Config(retries={"total_max_attempts": 1})))
 
-    east = client(EAST)
+    east, ohio = client(EAST), client(OHIO)
     east.create_table(TableName="t", **KEY)
     east.update_table(TableName="t", MultiRegionConsistency="STRONG", ReplicaUpdates=[replica(OHIO)],
                       GlobalTableWitnessUpdates=[{"Create": {"RegionName": OREGON}}])
     clock.advance(1.0)
     east.describe_table(TableName="t")
     error_of(lambda: east.update_table(TableName="t", ReplicaUpdates=[replica("eu-west-1")]))
+    put(east, "k", "v")
+    error_of(lambda: put(ohio, "k", "w"))  # ReplicatedWriteConflictException
+    sandbox.faults["replication_paused"] = [OHIO]
+    error_of(lambda: put(ohio, "j", "w"))  # InternalServerError
+    sandbox.faults["replication_paused"] = []
     east.update_table(TableName="t", ReplicaUpdates=[{"Delete": {"RegionName": OHIO}}],
                       GlobalTableWitnessUpdates=[{"Delete": {"RegionName": OREGON}}])
     seen = {op: [raw.status for _, raw in calls] for (_, op), calls in recorder.calls.items()}
-    assert 400 in seen["UpdateTable"]
+    assert seen["PutItem"] == [200, 400, 500] and 400 in seen["UpdateTable"]
     found = [f"{op} (HTTP {raw.status}): {problem}" for (_, op), calls in recorder.calls.items()
              for model, raw in calls for problem in wire.problems(model, raw)]
     assert not found, "\n".join(found)

@@ -37,6 +37,18 @@ Strong global tables (multi-Region strong consistency; AWS's rules and their sou
   An eventual global table shows no `MultiRegionConsistency` at all, as AWS answers. Nothing joins a strong
   group later, and it is dissolved by one request deleting every other replica and the witness, after which
   the table is a single-region table again; DeleteTable of a member is refused until then.
+* A write (PutItem, UpdateItem, DeleteItem, BatchWriteItem) is answered only after the replicator has applied
+  it to every reachable replica, under the sandbox lock: so a second region holds it before the caller hears
+  of it, and a read in any reachable replica, with or without ConsistentRead, sees the latest acknowledged
+  value. A write and a strongly consistent read need their own region and one other member (replica or
+  witness) reachable; the fault `replication_paused` cuts a region off. A cut-off region answers writes and
+  strongly consistent reads with InternalServerError (HTTP 500), as an MRSC replica isolated by AWS FIS's
+  pause-replication action answered in a 2026 regional-outage lab report (AWS's page on isolation could not be
+  read here); its eventually consistent reads are served from its own, possibly stale, copy, and it catches
+  up from its backlog once reachable again (before it serves a strong request, at the latest).
+* A write to an item that a write from another region still has in flight (for the round trip to that
+  region's nearest member, `mrsc.write_window`, time-scaled, on the sandbox clock) is refused with
+  ReplicatedWriteConflictException (HTTP 400) and changes nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ _ORIGIN = "_multiregion_origin"  # attribute set on stream records the replicato
 _ERR = "com.amazonaws.dynamodb.v20120810#"
 VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceInUseException", \
     _ERR + "ResourceNotFoundException"
+CONFLICT, INTERNAL = _ERR + "ReplicatedWriteConflictException", _ERR + "InternalServerError"
 CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
 # AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
 # aws/aws-cli#4906 and aws/aws-cdk#6287).
@@ -75,6 +88,10 @@ def backend(region: str) -> Any:
 def table_in(region: str, name: str) -> Any | None:
     """moto's table of that name in that region, if any."""
     return backend(region).tables.get(name)
+
+
+def key_names(table: Any) -> tuple[str, ...]:
+    return tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
 
 
 def holds_items(table: Any) -> bool:
@@ -117,6 +134,10 @@ class ReplicaGroup:
     def busy(self) -> bool:
         return any(r.status != ACTIVE for r in [*self.replicas.values(), *self.witnesses.values()])
 
+    def members(self) -> set[str]:
+        """The regions that can hold a strong write: replicas and witnesses not being removed."""
+        return {r for r, m in [*self.replicas.items(), *self.witnesses.items()] if m.status != DELETING}
+
     def membership(self, region: str) -> mrsc.Membership:
         return mrsc.Membership(region, frozenset(self.replicas), frozenset(self.witnesses), self.strong)
 
@@ -135,6 +156,7 @@ class GlobalTables(Extension):
         self.creating: dict[tuple[str, str], float] = {}
         # read: local writes read from streams; applied / superseded: deliveries to a replica
         self.stats: Counter[str] = Counter()
+        self.in_flight = mrsc.InFlight()  # strong writes on their way between regions
         self._loop = BackgroundLoop("sandbox-replicator", self.replicate_once,
                                     lambda: self.sandbox.options.replication_interval)
 
@@ -143,7 +165,9 @@ class GlobalTables(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:
         if req.service != "dynamodb" or not req.target or req.target.startswith("DynamoDBStreams"):
             return None
-        op = req.operation
+        op = req.operation or ""
+        if op in mrsc.WRITES or op in mrsc.READS:
+            return self._data_plane(req, op)
         if op == "UpdateTable":
             if self._strong_request(req):
                 return self._update_strong(req)
@@ -488,6 +512,54 @@ class GlobalTables(Extension):
             else:
                 group.witnesses.pop(witness, None)
 
+    # ------------------------------------------------------------------ strong global tables: data plane
+
+    def _strong_group(self, name: str, region: str) -> ReplicaGroup | None:
+        group = self.groups.get(name)
+        return group if group is not None and group.strong and region in group.replicas else None
+
+    def _data_plane(self, req: SandboxRequest, op: str) -> Response | None:
+        """Writes and strongly consistent reads of strong tables; everything else goes to moto untouched."""
+        body, region = req.json(), req.region or ""
+        if not self.groups or not isinstance(body, dict):
+            return None
+        names = mrsc.tables_of(op, body) if op in mrsc.WRITES else mrsc.strongly_read(op, body)
+        if not any(self._strong_group(n, region) for n in names):
+            return None
+        with self.sandbox.lock:
+            groups = [g for n in dict.fromkeys(names) if (g := self._strong_group(n, region)) is not None]
+            if not groups:
+                return None
+            paused = set(self.sandbox.fault("replication_paused"))
+            if not all(self._reachable(g, region, paused) for g in groups):
+                return aws_json_error(INTERNAL, mrsc.INTERNAL, 500)
+            for group in groups:  # a region that was cut off catches up before it answers
+                self._replicate_group(group, paused)
+            if op in mrsc.READS:
+                return self.forward(req).response()
+            return self._strong_write(req, op, body, groups, paused)
+
+    def _reachable(self, group: ReplicaGroup, region: str, paused: set[str]) -> bool:
+        """A strong request needs its own region and a second member (replica or witness) it can reach."""
+        return region not in paused and any(m not in paused for m in group.members() if m != region)
+
+    def _strong_write(self, req: SandboxRequest, op: str, body: dict[str, Any], groups: list[ReplicaGroup],
+                      paused: set[str]) -> Response:
+        """Holds sandbox.lock. Refused while another region's write to one of its items is in flight; else made
+        here and in every reachable replica before it is acknowledged."""
+        region, now = req.region or "", self.sandbox.now()
+        slots = [(g.name, _key_of(k)) for g in groups
+                 for k in mrsc.written_keys(op, body, g.name, key_names(table_in(region, g.name)))]
+        if self.in_flight.conflicts(slots, region, now):
+            return aws_json_error(CONFLICT, mrsc.CONFLICT)
+        resp = self.forward(req)
+        if resp.status == 200:
+            others = {m for g in groups for m in g.members() if m != region and m not in paused}
+            self.in_flight.hold(slots, region, now + self.sandbox.scaled(mrsc.write_window(region, others)))
+            for group in groups:
+                self._replicate_group(group, paused)
+        return resp.response()
+
     # ------------------------------------------------------------------ replication
 
     def start(self) -> None:
@@ -503,6 +575,7 @@ class GlobalTables(Extension):
         self.backlog.clear()
         self.creating.clear()
         self.stats.clear()
+        self.in_flight.clear()
 
     def replicate_once(self) -> int:
         """One pass over every replica's new stream records. Returns the number of writes applied."""
@@ -534,17 +607,21 @@ class GlobalTables(Extension):
         for target, replica in list(group.replicas.items()):
             if target in paused or replica.status == DELETING:
                 continue  # held, as AWS holds writes for a replica it cannot reach (or is removing)
-            applied += self._deliver(group.name, target)
+            applied += self._deliver(group.name, target, serialized=group.strong)
         return applied
 
-    def _deliver(self, name: str, target: str) -> int:
-        """Apply the target's backlog in time order; a write leaves the backlog only once applied."""
+    def _deliver(self, name: str, target: str, serialized: bool = False) -> int:
+        """Apply the target's backlog in time order; a write leaves the backlog only once applied.
+
+        A strong group's writes are `serialized`: each was replicated before the next was accepted, so the
+        backlog is already in the order they were acknowledged, which is the order to keep (timestamps can tie)."""
         held = self.backlog.get((name, target), [])
-        held.sort(key=lambda item: _version(item[1], item[0]))
+        if not serialized:
+            held.sort(key=lambda item: _version(item[1], item[0]))
         applied = done = 0
         try:
             for region, rec in held:
-                applied += self._apply(name, region, target, rec)
+                applied += self._apply(name, region, target, rec, serialized)
                 done += 1
         finally:
             del held[:done]
@@ -558,10 +635,10 @@ class GlobalTables(Extension):
         self.offsets[(name, region)] = (shard, len(shard.items))
         return shard.items[start:]
 
-    def _apply(self, name: str, source: str, target: str, rec: Any) -> int:
+    def _apply(self, name: str, source: str, target: str, rec: Any, serialized: bool = False) -> int:
         slot, version = (name, target, _key(rec)), _version(rec, source)
         table = backend(target).tables.get(name)
-        if table is None or self.last_write.get(slot, _NEVER) > version:
+        if table is None or (not serialized and self.last_write.get(slot, _NEVER) > version):
             self.stats["superseded"] += 1
             return 0  # the target holds a newer write; it replicates the other way
         data = rec.record["dynamodb"]

@@ -14,6 +14,11 @@ What the sandbox models, and where each rule comes from:
   the witness together. The deletion of both a witness and replica converts the remaining replica to a
   single-Region DynamoDB table" (API reference, DeleteGlobalTableWitnessGroupMemberAction).
 * DescribeTable gives `MultiRegionConsistency` and `GlobalTableWitnesses` (API reference, TableDescription).
+* Data plane (Developer Guide, "How DynamoDB global tables work", consistency modes; read here only through
+  extracts): a write to an MRSC replica is replicated synchronously to at least one other Region before it is
+  acknowledged; a strongly consistent read in any replica returns the latest version; an eventually consistent
+  read may miss recent changes; a write to an item being modified by a request in another Region fails with
+  ReplicatedWriteConflictException, which may be retried (its model is retryable).
 
 The refusals' wording is AWS's as AWS answered these requests in October 2026 (the ack-api-quirks DynamoDB lab,
 findings DDB-TABLE-201, 202, 257, 258, 259, 260 and 261; timing.py cites the same lab). Messages that lab did
@@ -22,8 +27,10 @@ not record are marked where they are defined.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from multiregion.regions import distance_km
 
 STRONG, EVENTUAL = "STRONG", "EVENTUAL"
 MEMBERS = 3  # regions of an MRSC global table: replicas plus witness
@@ -60,8 +67,24 @@ NOTHING_TO_UPDATE = ("At least one of ProvisionedThroughput, BillingMode, Update
 # AWS refuses a table that holds items (see the module docstring); its wording could not be checked.
 NOT_EMPTY = ("Cannot create a global table with MultiRegionConsistency set to STRONG from a table that "
              "contains items.")
+# The model's description of ReplicatedWriteConflictException; AWS's wording on the wire could not be checked.
+CONFLICT = ("The request was rejected because one or more items in the request are being modified by a request in "
+            "another Region.")
+# What DynamoDB writes for its HTTP 500 InternalServerError (as the lab above recorded it).
+INTERNAL = "Internal server error"
+
 # Request members that are part of a replica or witness change, not "other fields".
 _GROUP_MEMBERS = frozenset({"TableName", "ReplicaUpdates", "GlobalTableWitnessUpdates", "MultiRegionConsistency"})
+
+WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
+READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+
+# A write in flight between Regions: the round trip to the nearest other member, estimated from the distance
+# at the speed of light in fibre (about 200 km per ms) times ROUTE_FACTOR for real routes (an estimate: AWS says
+# only that MRSC write latency grows with the round trip to the nearest Region of the global table).
+FIBRE_KM_PER_SECOND = 200_000.0
+ROUTE_FACTOR = 2.0
+
 
 def unsupported_regions(regions: list[str]) -> str:
     # AWS's answer to a Region outside every set; for Regions of two sets the wording could not be checked.
@@ -187,3 +210,68 @@ def change_error(req: Request, group: Membership) -> str | None:
     if set(req.witnesses("Delete")) != group.witnesses:
         return WITNESSES_LEFT
     return None
+
+
+# ---------------------------------------------------------------------------------------------- data plane
+
+
+def table_name(value: str) -> str:
+    """A TableName member, which may also be the table's ARN."""
+    return value.rsplit("table/", 1)[1] if value.startswith("arn:") and "table/" in value else value
+
+
+def tables_of(op: str, body: dict[str, Any]) -> list[str]:
+    if op in ("BatchWriteItem", "BatchGetItem"):
+        items = body.get("RequestItems")
+        return [table_name(str(t)) for t in items] if isinstance(items, dict) else []
+    return [table_name(str(body.get("TableName", "")))]
+
+
+def written_keys(op: str, body: dict[str, Any], table: str, key_names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The primary keys a write request touches in `table`."""
+    if op == "BatchWriteItem":
+        requests = (body.get("RequestItems") or {}).get(table) or []
+        found = [r.get("PutRequest", {}).get("Item") or r.get("DeleteRequest", {}).get("Key") for r in requests
+                 if isinstance(r, dict)]
+    else:
+        found = [body.get("Item") if op == "PutItem" else body.get("Key")]
+    return [{k: v for k, v in item.items() if k in key_names} for item in found if isinstance(item, dict)]
+
+
+def strongly_read(op: str, body: dict[str, Any]) -> list[str]:
+    """The tables a read request reads with ConsistentRead."""
+    if op == "BatchGetItem":
+        items = body.get("RequestItems")
+        return [table_name(str(t)) for t, spec in items.items() if isinstance(spec, dict)
+                and spec.get("ConsistentRead")] if isinstance(items, dict) else []
+    return tables_of(op, body) if body.get("ConsistentRead") else []
+
+
+def round_trip(a: str, b: str) -> float:
+    """AWS seconds for a request from region a to b and back (see ROUTE_FACTOR)."""
+    return 2 * distance_km(a, b) / FIBRE_KM_PER_SECOND * ROUTE_FACTOR
+
+
+def write_window(region: str, others: set[str]) -> float:
+    """AWS seconds a strong write from `region` is in flight: until the nearest other member has it."""
+    return min((round_trip(region, other) for other in others), default=0.0)
+
+
+@dataclass
+class InFlight:
+    """Strong writes still on their way between Regions, per (table, item key): (writing region, until when)."""
+
+    writes: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+
+    def conflicts(self, slots: list[tuple[str, str]], region: str, now: float) -> bool:
+        """Whether another Region is modifying one of these items: AWS then refuses the write."""
+        for slot in [s for s, (_, until) in self.writes.items() if until <= now]:
+            del self.writes[slot]
+        return any(slot in self.writes and self.writes[slot][0] != region for slot in slots)
+
+    def hold(self, slots: list[tuple[str, str]], region: str, until: float) -> None:
+        for slot in slots:
+            self.writes[slot] = (region, until)
+
+    def clear(self) -> None:
+        self.writes.clear()
