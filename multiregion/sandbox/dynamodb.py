@@ -27,6 +27,28 @@ states, then DynamoDB returns a ResourceInUseException"):
 
 The replicator keeps what it has read but not yet applied in a per-target backlog and removes a write from
 it only once applied, so a failing pass (or a paused target) loses nothing; `stats` counts what it did.
+
+Strong global tables (multi-Region strong consistency; AWS's rules and their sources are in mrsc.py):
+
+* `UpdateTable(MultiRegionConsistency="STRONG", ReplicaUpdates=[Create...], GlobalTableWitnessUpdates=[...])` on
+  an empty table makes the group in one request: three regions of one Region set, replicas and at most one
+  witness, CREATING for `duration("replica_active")`. The witness holds no table (its region's DescribeTable
+  finds none); every replica's DescribeTable shows `MultiRegionConsistency: STRONG` and `GlobalTableWitnesses`.
+  An eventual global table shows no `MultiRegionConsistency` at all, as AWS answers. Nothing joins a strong
+  group later, and it is dissolved by one request deleting every other replica and the witness, after which
+  the table is a single-region table again; DeleteTable of a member is refused until then.
+* A write (PutItem, UpdateItem, DeleteItem, BatchWriteItem) is answered only after the replicator has applied
+  it to every reachable replica, under the sandbox lock: so a second region holds it before the caller hears
+  of it, and a read in any reachable replica, with or without ConsistentRead, sees the latest acknowledged
+  value. A write and a strongly consistent read need their own region and one other member (replica or
+  witness) reachable; the fault `replication_paused` cuts a region off. A cut-off region answers writes and
+  strongly consistent reads with InternalServerError (HTTP 500), as an MRSC replica isolated by AWS FIS's
+  pause-replication action answered in a 2026 regional-outage lab report (AWS's page on isolation could not be
+  read here); its eventually consistent reads are served from its own, possibly stale, copy, and it catches
+  up from its backlog once reachable again (before it serves a strong request, at the latest).
+* A write to an item that a write from another region still has in flight (for the round trip to that
+  region's nearest member, `mrsc.write_window`, time-scaled, on the sandbox clock) is refused with
+  ReplicatedWriteConflictException (HTTP 400) and changes nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +62,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import mrsc
 from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error
 
 VERSION = "2019.11.21"
@@ -48,6 +71,7 @@ _ORIGIN = "_multiregion_origin"  # attribute set on stream records the replicato
 _ERR = "com.amazonaws.dynamodb.v20120810#"
 VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceInUseException", \
     _ERR + "ResourceNotFoundException"
+CONFLICT, INTERNAL = _ERR + "ReplicatedWriteConflictException", _ERR + "InternalServerError"
 CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
 # AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
 # aws/aws-cli#4906 and aws/aws-cdk#6287).
@@ -59,6 +83,23 @@ def backend(region: str) -> Any:
     from moto.dynamodb.models import dynamodb_backends
 
     return dynamodb_backends[ACCOUNT_ID][region]
+
+
+def table_in(region: str, name: str) -> Any | None:
+    """moto's table of that name in that region, if any."""
+    return backend(region).tables.get(name)
+
+
+def key_names(table: Any) -> tuple[str, ...]:
+    return tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
+
+
+def holds_items(table: Any) -> bool:
+    return len(table) > 0  # moto counts a table's items with len()
+
+
+def validation_error(message: str) -> Response:
+    return aws_json_error(VALIDATION, message)
 
 
 def last_replica_error(name: str, region: str) -> Response:
@@ -80,12 +121,25 @@ class Replica:
 class ReplicaGroup:
     name: str
     replicas: dict[str, Replica] = field(default_factory=dict)
+    consistency: str = mrsc.EVENTUAL
+    witnesses: dict[str, Replica] = field(default_factory=dict)  # strong groups only; a witness has no table
+
+    @property
+    def strong(self) -> bool:
+        return self.consistency == mrsc.STRONG
 
     def status(self, region: str) -> str:
         return self.replicas[region].status
 
     def busy(self) -> bool:
-        return any(r.status != ACTIVE for r in self.replicas.values())
+        return any(r.status != ACTIVE for r in [*self.replicas.values(), *self.witnesses.values()])
+
+    def members(self) -> set[str]:
+        """The regions that can hold a strong write: replicas and witnesses not being removed."""
+        return {r for r, m in [*self.replicas.items(), *self.witnesses.items()] if m.status != DELETING}
+
+    def membership(self, region: str) -> mrsc.Membership:
+        return mrsc.Membership(region, frozenset(self.replicas), frozenset(self.witnesses), self.strong)
 
 
 class GlobalTables(Extension):
@@ -102,6 +156,7 @@ class GlobalTables(Extension):
         self.creating: dict[tuple[str, str], float] = {}
         # read: local writes read from streams; applied / superseded: deliveries to a replica
         self.stats: Counter[str] = Counter()
+        self.in_flight = mrsc.InFlight()  # strong writes on their way between regions
         self._loop = BackgroundLoop("sandbox-replicator", self.replicate_once,
                                     lambda: self.sandbox.options.replication_interval)
 
@@ -110,8 +165,12 @@ class GlobalTables(Extension):
     def handle(self, req: SandboxRequest) -> Response | None:
         if req.service != "dynamodb" or not req.target or req.target.startswith("DynamoDBStreams"):
             return None
-        op = req.operation
+        op = req.operation or ""
+        if op in mrsc.WRITES or op in mrsc.READS:
+            return self._data_plane(req, op)
         if op == "UpdateTable":
+            if self._strong_request(req):
+                return self._update_strong(req)
             if "ReplicaUpdates" in req.json():
                 return self._update_replicas(req)
             return self._refuse_in_use(req) if self.sandbox.strict else None
@@ -167,19 +226,29 @@ class GlobalTables(Extension):
             if group is None or region not in group.replicas:
                 return
             statuses = {r: group.status(r) for r in group.replicas}
+            witnesses = {r: w.status for r, w in group.witnesses.items()}
+            strong = group.strong
         table["GlobalTableVersion"] = VERSION
         # As on AWS, a region's description lists the other replicas.
         table["Replicas"] = [{"RegionName": r, "ReplicaStatus": s} for r, s in sorted(statuses.items())
                              if r != region]
+        if strong:  # an eventual global table has neither member (AWS does not echo its default EVENTUAL)
+            table["MultiRegionConsistency"] = mrsc.STRONG
+            if witnesses:
+                table["GlobalTableWitnesses"] = [{"RegionName": r, "WitnessStatus": s}
+                                                 for r, s in sorted(witnesses.items())]
         own = statuses[region]
         if own != ACTIVE:
             table["TableStatus"] = own  # the replica being made or removed here
-        elif any(s != ACTIVE for s in statuses.values()):
+        elif any(s != ACTIVE for s in [*statuses.values(), *witnesses.values()]):
             table["TableStatus"] = UPDATING
 
     def _delete_table(self, req: SandboxRequest) -> Response:
         name, region = req.json().get("TableName", ""), req.region or ""
         with self.sandbox.lock:
+            group = self.groups.get(name)
+            if group is not None and group.strong and region in group.replicas:
+                return validation_error(mrsc.ONLY_ONE_DELETE)  # dissolve the group with UpdateTable first
             if self.sandbox.strict:
                 refusal = self._in_use(name, region)
                 if refusal is None and self._unreplicated(name, region):
@@ -322,6 +391,11 @@ class GlobalTables(Extension):
                     group.replicas[region] = Replica(ACTIVE)
                 elif replica.status == DELETING and now >= replica.until:
                     self._remove_replica(group.name, region)
+            for region, witness in list(group.witnesses.items()):
+                if witness.status == CREATING and now >= witness.until:
+                    group.witnesses[region] = Replica(ACTIVE)
+                elif witness.status == DELETING and now >= witness.until:
+                    del group.witnesses[region]
 
     def _unreplicated(self, name: str, region: str) -> bool:
         """Whether writes made in `region` have not reached every other replica yet. Holds sandbox.lock."""
@@ -336,6 +410,155 @@ class GlobalTables(Extension):
                 return True
         staying = {r for r, replica in group.replicas.items() if r != region and replica.status != DELETING}
         return any(source == region for target in staying for source, _ in self.backlog.get((name, target), []))
+
+    # ------------------------------------------------------------------ strong global tables: control plane
+
+    def _strong_request(self, req: SandboxRequest) -> bool:
+        """Whether an UpdateTable is one for the strong rules: it names a consistency mode or a witness, or it
+        changes the replicas of a strong group. Everything else keeps the eventual path exactly."""
+        body = req.json()
+        request = mrsc.Request.of(body)
+        if request.witness_updates:
+            return True
+        if "MultiRegionConsistency" in body:
+            return request.has_replica_updates or not request.other_fields
+        group = self.groups.get(body.get("TableName", ""))
+        return request.has_replica_updates and group is not None and group.strong and req.region in group.replicas
+
+    def _update_strong(self, req: SandboxRequest) -> Response:
+        body = req.json()
+        name, region = body.get("TableName", ""), req.region or ""
+        request = mrsc.Request.of(body)
+        with self.sandbox.lock:
+            source = table_in(region, name)
+            if source is None:
+                return aws_json_error(NOT_FOUND, f"Requested resource not found: Table: {name} not found")
+            group = self.groups.get(name)
+            membership = group.membership(region) if group and region in group.replicas else mrsc.Membership(region)
+            if not membership.strong and request.consistency != mrsc.STRONG and not request.witness_updates \
+                    and request.has_replica_updates:
+                return self._update_replicas(req)  # MultiRegionConsistency=EVENTUAL: today's eventual path
+            if group is not None and region not in group.replicas:
+                # A same-named table beside a global table (in its witness's region, say) is another table on
+                # AWS; the sandbox keeps one global table per name and cannot make that one global as well.
+                return validation_error(f"The sandbox already holds a global table named {name} in other regions")
+            error = mrsc.shape_error(request)
+            if error is not None:
+                return validation_error(error)
+            refusal = self._in_use(name, region)
+            if refusal is not None:
+                return refusal
+            refusal = (self._check_strong_change(name, request, membership) if membership.strong
+                       else self._check_strong_creation(name, source, request, membership))
+            if refusal is not None:
+                return refusal
+            if membership.strong:
+                self._dissolve(name, request)
+            else:
+                self._create_strong(name, source, region, request)
+            data = backend(region).describe_table(name)
+        self._decorate(data["Table"], region)
+        return wire_response({"TableDescription": data["Table"]})
+
+    def _check_strong_creation(self, name: str, source: Any, request: mrsc.Request,
+                               membership: mrsc.Membership) -> Response | None:
+        if membership.region in request.replicas("Create"):
+            return validation_error(LOCAL_REGION)
+        error = mrsc.creation_error(request, membership)
+        if error is not None:
+            return validation_error(error)
+        for target in request.replicas("Create"):
+            refusal = self._check_create(name, source, target, {membership.region})
+            if refusal is not None:
+                return refusal
+        return validation_error(mrsc.NOT_EMPTY) if holds_items(source) else None
+
+    def _check_strong_change(self, name: str, request: mrsc.Request, membership: mrsc.Membership) -> Response | None:
+        for update in request.replica_updates:
+            action = "Create" if "Create" in update else "Delete" if "Delete" in update else None
+            if action is None:
+                return validation_error("ReplicaUpdates supports Create and Delete here")
+            target = update[action].get("RegionName", "")
+            if target == membership.region:
+                return validation_error(LOCAL_REGION)
+            if action == "Delete" and target not in membership.replicas:
+                return validation_error(f"Cannot delete replica {target} of table {name}: no such replica")
+        error = mrsc.change_error(request, membership)
+        if error is not None:
+            return validation_error(error)
+        unreplicated = [t for t in request.replicas("Delete") if self.sandbox.strict and self._unreplicated(name, t)]
+        return last_replica_error(name, unreplicated[0]) if unreplicated else None
+
+    def _create_strong(self, name: str, source: Any, region: str, request: mrsc.Request) -> None:
+        ready_at = self.sandbox.now() + self.sandbox.duration("replica_active")
+        for target in request.replicas("Create"):
+            self._create_replica(name, source, region, target, ready_at)
+        group = self.groups[name]
+        group.consistency = mrsc.STRONG
+        for witness in request.witnesses("Create"):
+            group.witnesses[witness] = Replica(CREATING, ready_at)
+
+    def _dissolve(self, name: str, request: mrsc.Request) -> None:
+        """Every other replica and the witness go together; the table stays, a single-region table again."""
+        for target in request.replicas("Delete"):
+            self._delete_replica(name, target)
+        group = self.groups.get(name)  # gone already once its last other replica was removed
+        if group is None:
+            return
+        gone_at = self.sandbox.now() + self.sandbox.duration("replica_deleted")
+        for witness in request.witnesses("Delete"):
+            if self.sandbox.strict:
+                group.witnesses[witness] = Replica(DELETING, gone_at)
+            else:
+                group.witnesses.pop(witness, None)
+
+    # ------------------------------------------------------------------ strong global tables: data plane
+
+    def _strong_group(self, name: str, region: str) -> ReplicaGroup | None:
+        group = self.groups.get(name)
+        return group if group is not None and group.strong and region in group.replicas else None
+
+    def _data_plane(self, req: SandboxRequest, op: str) -> Response | None:
+        """Writes and strongly consistent reads of strong tables; everything else goes to moto untouched."""
+        body, region = req.json(), req.region or ""
+        if not self.groups or not isinstance(body, dict):
+            return None
+        names = mrsc.tables_of(op, body) if op in mrsc.WRITES else mrsc.strongly_read(op, body)
+        if not any(self._strong_group(n, region) for n in names):
+            return None
+        with self.sandbox.lock:
+            groups = [g for n in dict.fromkeys(names) if (g := self._strong_group(n, region)) is not None]
+            if not groups:
+                return None
+            paused = set(self.sandbox.fault("replication_paused"))
+            if not all(self._reachable(g, region, paused) for g in groups):
+                return aws_json_error(INTERNAL, mrsc.INTERNAL, 500)
+            for group in groups:  # a region that was cut off catches up before it answers
+                self._replicate_group(group, paused)
+            if op in mrsc.READS:
+                return self.forward(req).response()
+            return self._strong_write(req, op, body, groups, paused)
+
+    def _reachable(self, group: ReplicaGroup, region: str, paused: set[str]) -> bool:
+        """A strong request needs its own region and a second member (replica or witness) it can reach."""
+        return region not in paused and any(m not in paused for m in group.members() if m != region)
+
+    def _strong_write(self, req: SandboxRequest, op: str, body: dict[str, Any], groups: list[ReplicaGroup],
+                      paused: set[str]) -> Response:
+        """Holds sandbox.lock. Refused while another region's write to one of its items is in flight; else made
+        here and in every reachable replica before it is acknowledged."""
+        region, now = req.region or "", self.sandbox.now()
+        slots = [(g.name, _key_of(k)) for g in groups
+                 for k in mrsc.written_keys(op, body, g.name, key_names(table_in(region, g.name)))]
+        if self.in_flight.conflicts(slots, region, now):
+            return aws_json_error(CONFLICT, mrsc.CONFLICT)
+        resp = self.forward(req)
+        if resp.status == 200:
+            others = {m for g in groups for m in g.members() if m != region and m not in paused}
+            self.in_flight.hold(slots, region, now + self.sandbox.scaled(mrsc.write_window(region, others)))
+            for group in groups:
+                self._replicate_group(group, paused)
+        return resp.response()
 
     # ------------------------------------------------------------------ replication
 
@@ -352,6 +575,7 @@ class GlobalTables(Extension):
         self.backlog.clear()
         self.creating.clear()
         self.stats.clear()
+        self.in_flight.clear()
 
     def replicate_once(self) -> int:
         """One pass over every replica's new stream records. Returns the number of writes applied."""
@@ -383,17 +607,21 @@ class GlobalTables(Extension):
         for target, replica in list(group.replicas.items()):
             if target in paused or replica.status == DELETING:
                 continue  # held, as AWS holds writes for a replica it cannot reach (or is removing)
-            applied += self._deliver(group.name, target)
+            applied += self._deliver(group.name, target, serialized=group.strong)
         return applied
 
-    def _deliver(self, name: str, target: str) -> int:
-        """Apply the target's backlog in time order; a write leaves the backlog only once applied."""
+    def _deliver(self, name: str, target: str, serialized: bool = False) -> int:
+        """Apply the target's backlog in time order; a write leaves the backlog only once applied.
+
+        A strong group's writes are `serialized`: each was replicated before the next was accepted, so the
+        backlog is already in the order they were acknowledged, which is the order to keep (timestamps can tie)."""
         held = self.backlog.get((name, target), [])
-        held.sort(key=lambda item: _version(item[1], item[0]))
+        if not serialized:
+            held.sort(key=lambda item: _version(item[1], item[0]))
         applied = done = 0
         try:
             for region, rec in held:
-                applied += self._apply(name, region, target, rec)
+                applied += self._apply(name, region, target, rec, serialized)
                 done += 1
         finally:
             del held[:done]
@@ -407,10 +635,10 @@ class GlobalTables(Extension):
         self.offsets[(name, region)] = (shard, len(shard.items))
         return shard.items[start:]
 
-    def _apply(self, name: str, source: str, target: str, rec: Any) -> int:
+    def _apply(self, name: str, source: str, target: str, rec: Any, serialized: bool = False) -> int:
         slot, version = (name, target, _key(rec)), _version(rec, source)
         table = backend(target).tables.get(name)
-        if table is None or self.last_write.get(slot, _NEVER) > version:
+        if table is None or (not serialized and self.last_write.get(slot, _NEVER) > version):
             self.stats["superseded"] += 1
             return 0  # the target holds a newer write; it replicates the other way
         data = rec.record["dynamodb"]
