@@ -461,6 +461,27 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
+@main.command(name="iam-policy")
+@click.option("--account", metavar="ID", help="The account id for the ARNs (default: the caller's, else any).")
+@handle_errors
+def iam_policy(account: str | None) -> None:
+    """Print the least-privilege IAM policy that the role running `up`, `plan`, `status`, `failover-test`,
+    `logs` and `down` needs for this config, service-linked roles included: one document, or a JSON array
+    of documents when it does not fit in one managed policy (6,144 characters) - create a managed policy
+    from each, or one inline policy from all their statements."""
+    from multiregion import iam_policy as policy
+
+    config = load_config(config_path(root_options().get("config_file")))
+    partition = "aws"
+    if account is None:
+        try:
+            s = Session(config, as_json=True)
+            account, partition = s.ctx.caller_identity()
+        except Unreachable:
+            account = policy.UNKNOWN_ACCOUNT  # no credentials yet: the ARNs match any account
+    click.echo(policy.describe(config, account, partition))
+
+
 # ------------------------------------------------------------------------------------------------- logs
 
 
