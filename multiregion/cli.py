@@ -23,6 +23,7 @@ from rich.table import Table
 from multiregion import __version__
 from multiregion.aws import ClientProvider
 from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, json_schema, load_config
+from multiregion.drill.budgets import Budgets
 from multiregion.engine import (
     GLOBAL,
     Context,
@@ -36,7 +37,7 @@ from multiregion.engine import (
     read_status,
     with_dependencies,
 )
-from multiregion.failover import MODES, FailoverTest, SandboxLink
+from multiregion.failover import FAULTS, MODES, FailoverTest, SandboxLink
 from multiregion.failover import Options as FailoverOptions
 from multiregion.lease import DEFAULT_TTL, Held, LeaseHeld, Leases
 from multiregion.packaging import PackagingError
@@ -529,32 +530,65 @@ def logs(regions: tuple[str, ...], functions: tuple[str, ...], since: str, filte
 
 @main.command(name="failover-test")
 @click.option("--region", metavar="REGION", help="The region to fail (default: the one serving the client).")
-@click.option("--client-region", metavar="REGION", help="Where the client is (default: the primary region).")
-@click.option("--client-ip", metavar="IP", help="The client's address instead of --client-region.")
-@click.option("--mode", type=click.Choice(MODES), default="health", show_default=True,
-              help="health: the health function answers 404 (STATUS=404). outage: reserved concurrency 0 "
-                   "on the region's functions, a real outage of its API.")
+@click.option("--client-region", metavar="REGION", help="Where the test's client is (default: the primary).")
+@click.option("--client-ip", metavar="IP", help="The test client's address instead of --client-region.")
+@click.option("--fault", "fault", type=click.Choice(FAULTS), default=None,
+              help="health: the health function answers 404 (STATUS=404). outage: reserved concurrency 0 on the "
+                   "region's functions. isolate: the region's replica stops replicating both ways while its API "
+                   "answers. [default: health]")
+@click.option("--mode", "mode", type=click.Choice(MODES), default=None, hidden=True,
+              help="The first releases' name of --fault.")
+@click.option("--clients", metavar="REGIONS", help="Synthetic clients' regions, comma-separated (default: every "
+                                                   "configured region).")
+@click.option("--rate", type=click.FloatRange(min=0.1, max=100), default=4.0, show_default=True,
+              help="Requests per second per synthetic client.")
+@click.option("--no-traffic", is_flag=True, help="Only the test's own write and read, no continuous traffic.")
+@click.option("--max-rto", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Budget: fail when a client's visible RTO exceeds this.")
+@click.option("--max-rpo", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Budget: fail when acknowledged writes spanning more than this were lost (0: any lost write).")
+@click.option("--min-availability", type=click.FloatRange(min=0, max=100), metavar="PERCENT",
+              help="Budget: fail when fewer requests than this were answered 2xx.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a JUnit XML report (a test case per step and per budget).")
+@click.option("--report", "html_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a self-contained HTML report with the traffic's timeline.")
+@click.option("--hold", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="isolate: how long (AWS seconds) the isolation lasts (default: three health check intervals).")
+@click.option("--keep-items", is_flag=True, help="Keep the test's and the traffic's items for inspection.")
+@click.option("--restore-only", is_flag=True,
+              help="Only undo what a killed drill left behind (STATUS, reserved concurrency, an isolation).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds to wait for each of detection, rerouting, replication and recovery.")
 @lock_option
 @json_option
 @handle_errors
-def failover_test(region: str | None, client_region: str | None, client_ip: str | None, mode: str,
-                  timeout: float, lock_timeout: float, as_json: bool) -> None:
-    """Take one region down, watch Route 53 move the traffic, prove no write is lost, restore.
+def failover_test(region: str | None, client_region: str | None, client_ip: str | None, fault: str | None,
+                  mode: str | None, clients: str | None, rate: float, no_traffic: bool, max_rto: float | None,
+                  max_rpo: float | None, min_availability: float | None, junit_file: Path | None,
+                  html_file: Path | None, hold: float | None, keep_items: bool, restore_only: bool, timeout: float,
+                  lock_timeout: float, as_json: bool) -> None:
+    """Take one region down under continuous traffic, measure what users felt and what was lost, restore.
 
     \b
     preflight  the stack is converged and every region healthy (else nothing is touched)
-    baseline   which region serves the client; write and read through the global name
-    inject     fail the region (health or outage mode); never the last healthy region
-    detect     wait until Route 53 deems the region unhealthy
-    reroute    wait until Route 53 answers the client with another region
-    verify     write and read through the global name: served by the other region
-    replicate  the new item appears in the failed region's table (replication lag)
+    baseline   which region serves the client; a write and a read; traffic starts from every region
+    inject     the fault (health, outage or isolate); never the last healthy region
+    detect     until Route 53's checkers deem the region unhealthy (health, outage)
+    reroute    until Route 53 answers the client with another region
+    verify     a write and a read through the global name, served by the other region
+    replicate  the new item appears in the failed region's table
+    isolated   (isolate) the region keeps answering; its writes do not reach the others
     restore    always, also after a failure or Ctrl-C: undo, wait until healthy and serving again
+    settle     traffic stops; every acknowledged write must reach every region (else: lost, RPO)
 
-    Exit 0 only when every check held. The stack's lease is held throughout: no `up` changes it meanwhile.
+    Then the measures: availability, client-visible and DNS-level RTO, latency before/during/after, RPO,
+    conflicts, replication lag; budgets (--max-rto, --max-rpo, --min-availability), JUnit and HTML.
+    Exit 0 only when every check held and every budget was met. The stack's lease is held throughout.
     """
+    if fault and mode and fault != mode:
+        raise click.UsageError("give --fault (or its old name --mode) once")
+    chosen = fault or mode or "health"
     if client_region and client_ip:
         raise click.UsageError("give --client-region or --client-ip, not both")
     for value, flag in ((region, "--region"), (client_region, "--client-region")):
@@ -565,12 +599,32 @@ def failover_test(region: str | None, client_region: str | None, client_ip: str 
             ipaddress.ip_address(client_ip)
         except ValueError:
             raise click.BadParameter(f"{client_ip!r} is not an IP address", param_hint="--client-ip") from None
+    client_regions = tuple(c.strip() for c in clients.split(",") if c.strip()) if clients else ()
+    for value in client_regions:
+        if value not in REGIONS:
+            raise click.BadParameter(f"unknown region {value!r}", param_hint="--clients")
     s = session(as_json)
-    options = FailoverOptions(region=region, client_region=client_region, client_ip=client_ip, mode=mode,
-                              timeout=timeout)
+    if restore_only:
+        with s.lease("failover-test --restore-only", lock_timeout):
+            result = Runner(s.ctx, s.stages(["global-table", "functions"]), "up").run()
+        print_run_summary(s.console, result, "undone", 0.0, s.clients.writes)
+        sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    options = FailoverOptions(region=region, client_region=client_region, client_ip=client_ip, mode=chosen,
+                              timeout=timeout, clients=client_regions, rate=rate, traffic=not no_traffic,
+                              budgets=Budgets(max_rto, max_rpo, min_availability), keep_items=keep_items, hold=hold)
     on_step = (lambda step: None) if as_json else (lambda step: print_step(s.console, step))
     with s.lease("failover-test", lock_timeout):
         report = FailoverTest(s.ctx, s.stages(), options, sandbox=s.sandbox_link(), on_step=on_step).run()
+    if report.drill is not None:
+        from multiregion.drill.html import render_html
+        from multiregion.drill.junit import report_junit
+
+        if junit_file is not None:
+            junit_file.write_text(report_junit(report.drill), encoding="utf-8")
+        if html_file is not None:
+            html_file.write_text(render_html(report.drill), encoding="utf-8")
+    elif junit_file is not None or html_file is not None:
+        s.reporter.warn("no traffic ran (--no-traffic, or the drill stopped before it): no JUnit or HTML report")
     if as_json:
         s.emit(report.to_dict())
     else:

@@ -1,41 +1,74 @@
-"""`multiregion failover-test`: a measured rehearsal of a regional failure.
+"""`multiregion failover-test`: a measured drill of a regional failure, under continuous traffic.
 
-preflight -> baseline -> inject -> detect -> reroute -> verify -> replicate -> restore -> report.
+preflight -> baseline -> inject -> (detect -> reroute -> verify -> replicate | isolated) -> restore -> settle.
 
-Every step is timed. Whatever happens after the injection (a failed check, a timeout, Ctrl-C), the
-injection is undone and the region is waited for until healthy and serving its clients again. The
-report says which step failed and why; the exit code is 0 only when every check held.
+While the drill runs, a synthetic client in each configured region (or those given) resolves the global
+name as Route 53 answers that client, keeps the answer for the record's TTL as a resolver does, and
+sends a steady mix of writes and reads to the endpoint it resolved; two of them also write the same few
+items at once (conflicts). Every request and every DNS answer is recorded. Afterwards the records give
+what users felt and what was lost: availability, client-visible and DNS-level RTO (and what the TTL
+added), latency before, during and after, RPO (acknowledged writes missing or stale in some region,
+during an isolation and once replication settled), conflicts, replication lag; budgets turn them into
+pass/fail for CI (JUnit) and a self-contained HTML report shows them.
 
-Requests "through the global name" go to `https://{domain.name}` on AWS. On the sandbox they go to the
-sandbox with that name as Host and the client's address in `X-Multiregion-Client-IP`, which the sandbox
-routes exactly as Route 53 would answer that client.
+Faults:
+- `health`: the health function answers 404 (STATUS=404), the switch the original article flips;
+- `outage`: reserved concurrency 0 on the region's functions, a real outage of its API;
+- `isolate`: the region's replica stops replicating in both directions while its API keeps answering: a
+  statement in the replica's resource policy denies DynamoDB's replication service (what AWS FIS's
+  global-table-pause-replication does), with an expiry, so AWS lifts it even if the drill is killed; the
+  next `up` (or `failover-test --restore-only`) lifts it at once.
+
+Whatever happens after the injection (a failed check, a timeout, Ctrl-C), the injection is undone and
+the region is waited for until healthy and serving again. The exit code is 0 only when every check held
+and every budget was met.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
-import json
-import socket
-import ssl
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from multiregion import names
+from multiregion.drill.budgets import Budgets
+from multiregion.drill.measures import acked_writes, conflicts, replication_lag, rpo
+from multiregion.drill.records import Request
+from multiregion.drill.report import DrillReport, build_report
+from multiregion.drill.traffic import (
+    TOKEN_FIELD,
+    Answer,
+    CachingResolver,
+    ConflictWriter,
+    DnsWatcher,
+    Ids,
+    ItemRoutes,
+    Response,
+    SyntheticClient,
+    Traffic,
+    Transport,
+)
+from multiregion.drill.transport import HttpsTransport, SandboxTransport
 from multiregion.engine import Context, Runner, Stage
 from multiregion.lookups.functions import wait_updated
-from multiregion.lookups.health_checks import health_status
+from multiregion.lookups.health_checks import CheckerVerdicts
 from multiregion.lookups.routing import dns_answer
+from multiregion.lookups.tables import isolation_statement, resource_policy, without_isolation
 from multiregion.lookups.zones import find_hosted_zone
+from multiregion.plan import encode_json
 from multiregion.regions import REGIONS, client_ip, distance_km, region_of_ip
 
-MODES = ("health", "outage")
-CLIENT_IP_HEADER = "X-Multiregion-Client-IP"
+FAULTS = ("health", "outage", "isolate")
+MODES = FAULTS  # `--mode`, the first releases' name of `--fault`
 TEST_ITEM_PREFIX = "multiregion-failover-test"
+DRILL_PREFIX = "multiregion-drill"
+CONFLICT_IDS = 3
 
 
 class CheckFailed(Exception):
@@ -67,78 +100,24 @@ class Report:
     failed_step: str | None = None
     error: str | None = None
     timeline: list[Step] = field(default_factory=list)
+    drill: DrillReport | None = None
 
     @property
     def passed(self) -> bool:
-        return self.failed_step is None and self.restored and all(s.ok for s in self.timeline)
+        budgets_ok = self.drill is None or all(b.ok for b in self.drill.budgets)
+        return self.failed_step is None and self.restored and all(s.ok for s in self.timeline) and budgets_ok
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("drill")
         data["passed"] = self.passed
+        data["fault"] = self.mode
         data["timeline"] = [asdict(s) for s in self.timeline]
+        data["drill"] = self.drill.to_dict() if self.drill is not None else None
         return data
 
 
-# ------------------------------------------------------------------------------------- the global name
-
-
-class GlobalName:
-    """HTTP to the item API through the one global name, as a client at `ip` would reach it.
-
-    On the sandbox the request goes to the sandbox with the global name as Host and the client's address in
-    X-Multiregion-Client-IP. On AWS, this machine's own resolver would answer for where this machine is,
-    not for the client, so the request goes to the endpoint Route 53 answers the client (`endpoint`), with
-    the global name as TLS server name and Host, exactly as that client's connection would look."""
-
-    def __init__(self, domain: str, sandbox_url: str | None, ip: str | None, timeout: float = 10.0,
-                 endpoint: Callable[[], str | None] = lambda: None):
-        self.domain, self.sandbox_url, self.ip, self.timeout = domain, sandbox_url, ip, timeout
-        self.endpoint = endpoint
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Host": self.domain}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.sandbox_url:
-            if self.ip:
-                headers[CLIENT_IP_HEADER] = self.ip
-            parsed = urllib.parse.urlsplit(self.sandbox_url)
-            conn: http.client.HTTPConnection = http.client.HTTPConnection(
-                parsed.hostname or "127.0.0.1", parsed.port, timeout=self.timeout)
-        else:
-            conn = _PinnedHTTPSConnection(self.endpoint() or self.domain, self.domain, self.timeout)
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, _json(resp.read())
-        except (OSError, http.client.HTTPException) as exc:
-            return 0, {"error": f"no answer: {exc}"}
-        finally:
-            conn.close()
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to `address` with `server_name` for SNI and certificate checks (curl's --connect-to)."""
-
-    def __init__(self, address: str, server_name: str, timeout: float):
-        super().__init__(address, 443, timeout=timeout, context=ssl.create_default_context())
-        self.server_name = server_name
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw or b"{}")
-        return data if isinstance(data, dict) else {"body": data}
-    except ValueError:
-        return {"body": raw[:200].decode(errors="replace")}
-
-
-# ------------------------------------------------------------------------------------------ the test
+# ----------------------------------------------------------------------------------------- interfaces
 
 
 @dataclass(frozen=True)
@@ -156,6 +135,33 @@ class Options:
     client_ip: str | None = None
     mode: str = "health"
     timeout: float = 600.0
+    clients: tuple[str, ...] = ()  # regions of the synthetic clients (default: every configured region)
+    rate: float = 4.0  # requests per second per client
+    budgets: Budgets = field(default_factory=Budgets)
+    keep_items: bool = False
+    hold: float | None = None  # isolate: seconds (AWS time) the isolation lasts before restore
+    traffic: bool = True
+
+
+class AppRoutes:
+    """The routes the drill writes and reads through (config `drill`, default the item API's)."""
+
+    def __init__(self, write: tuple[str, str], read: tuple[str, str], body: dict[str, Any], id_field: str):
+        self.write_route, self.read_route, self.body, self.id_field = write, read, body, id_field
+
+    def write(self, item_id: str, token: str) -> tuple[str, str, dict[str, Any] | None]:
+        return self.write_route[0], self.write_route[1], {**self.body, self.id_field: item_id, TOKEN_FIELD: token}
+
+    def read(self, item_id: str) -> tuple[str, str]:
+        path = self.read_route[1]
+        start, end = path.index("{"), path.index("}")
+        return self.read_route[0], path[:start] + urllib.parse.quote(item_id, safe="") + path[end + 1:]
+
+    def served_region(self, response: Response) -> str | None:
+        return ItemRoutes().served_region(response)
+
+
+# ------------------------------------------------------------------------------------------ the test
 
 
 class FailoverTest:
@@ -170,24 +176,38 @@ class FailoverTest:
         self._items: dict[str, str] = {}  # test item id -> region that wrote it
         self._verify_item: dict[str, Any] = {}
         self._check_ids: dict[str, str] = {}
+        self._verdicts: dict[str, CheckerVerdicts] = {}
         self._zone: str | None = None
         self._written_at = 0.0
         self.sandbox_url = sandbox.url if sandbox else None
         self.time_scale = sandbox.time_scale if sandbox else 1.0
+        drill = self.config.drill
+        self.routes = AppRoutes(drill.write, drill.read, dict(drill.body), drill.id_field)
+        self.traffic: Traffic | None = None
+        self.ids = Ids(f"{DRILL_PREFIX}-{uuid.uuid4().hex[:6]}")
+        self._lags: list[float] = []
+        self._rpo_isolation: Any = None
+        self._rpo_final: Any = None
+        self._conflicts: Any = None
+        self._started = datetime.now(timezone.utc)
 
-    # The one place where health and DNS answers are read; the stages own how.
+    # ---------------------------------------------------------------- AWS's view
+
     def healthy(self, region: str) -> bool:
-        # The check ids are looked up once: listing every check of the account on each poll would run
-        # into Route 53's request rate limit.
-        status = health_status(self.reader, region, self._check_ids.get(region))
-        if status.get("check_id"):
-            self._check_ids[region] = status["check_id"]
-        return bool(status.get("healthy"))
+        """Route 53's verdict on the region's check, by its own rule: each checker changes its view only
+        after FailureThreshold consecutive results, and the endpoint is healthy while more than 18% of the
+        checkers say so (tracked across polls: one poll per checker interval is enough)."""
+        if region not in self._check_ids:
+            from multiregion.lookups.health_checks import active_check
 
-    def answer(self) -> tuple[str | None, str | None]:
-        """Route 53's answer for the client: (the endpoint's name, the region it is)."""
-        return dns_answer(self.reader, self.report.client_region or self.config.primary, self.report.client_ip,
-                          zone_id=self._zone_id())
+            check = active_check(self.reader, region)
+            if check is None:
+                return False
+            self._check_ids[region] = str(check["Id"])
+            self._verdicts[region] = CheckerVerdicts(self.config.health_check.failure_threshold)
+        observations = self.reader.client("route53", names.ROUTE53_REGION).get_health_check_status(
+            HealthCheckId=self._check_ids[region])["HealthCheckObservations"]
+        return bool(self._verdicts[region].update(observations))
 
     def _zone_id(self) -> str | None:
         # Looked up once: DNS answers are polled many times a second.
@@ -196,8 +216,39 @@ class FailoverTest:
             self._zone = str(zone["Id"]) if zone else None
         return self._zone
 
+    def answer_for(self, client_region: str, ip: str | None = None) -> tuple[str | None, str | None]:
+        """Route 53's answer for a client (the endpoint's name or address, the region it is)."""
+        return dns_answer(self.reader, client_region, ip, zone_id=self._zone_id(), identify=self.identify)
+
+    def answer(self) -> tuple[str | None, str | None]:
+        return self.answer_for(self.report.client_region or self.config.primary, self.report.client_ip)
+
     def serving_region(self) -> str | None:
         return self.answer()[1]
+
+    @functools.cached_property
+    def _identified(self) -> dict[str, str]:
+        return {}
+
+    def identify(self, endpoint: str) -> str | None:
+        """The region of an endpoint Route 53 answered by address: asked of the endpoint itself (its health
+        route names its region), as a client connecting there would reach it. Hits are kept; a miss is
+        asked again next time."""
+        if endpoint in self._identified:
+            return self._identified[endpoint]
+        response = self.transport(self.config.primary).send(endpoint, "GET", "/health", None)
+        body = response.body if isinstance(response.body, dict) else {}
+        region = body.get("region") if isinstance(body.get("region"), str) else None
+        region = region or response.headers.get("x-multiregion-region")
+        if region in self.config.regions:
+            self._identified[endpoint] = str(region)
+            return str(region)
+        return None
+
+    def transport(self, client_region: str) -> Transport:
+        if self.sandbox_url:
+            return SandboxTransport(self.sandbox_url, self.config.domain.name, client_ip=client_ip(client_region))
+        return HttpsTransport(self.config.domain.name)
 
     def _health_check(self, region: str, want_healthy: bool) -> tuple[bool, str]:
         healthy = self.healthy(region)
@@ -206,14 +257,18 @@ class FailoverTest:
     # ---------------------------------------------------------------- running
 
     def run(self) -> Report:
+        steps: list[tuple[str, Callable[[], str]]] = [("preflight", self.preflight), ("baseline", self.baseline),
+                                                      ("inject", self.inject)]
+        if self.opts.mode == "isolate":
+            steps += [("isolated", self.isolated)]
+        else:
+            steps += [("detect", self.detect), ("reroute", self.reroute), ("verify", self.verify),
+                      ("replicate", self.replicate)]
+            if self.opts.traffic:
+                steps.append(("observe", self.observe))
         try:
-            self._step("preflight", self.preflight)
-            self._step("baseline", self.baseline)
-            self._step("inject", self.inject)
-            self._step("detect", self.detect)
-            self._step("reroute", self.reroute)
-            self._step("verify", self.verify)
-            self._step("replicate", self.replicate)
+            for name, fn in steps:
+                self._step(name, fn)
         except CheckFailed:
             pass
         except KeyboardInterrupt:
@@ -225,7 +280,12 @@ class FailoverTest:
                     self._step("restore", self.restore)
             else:
                 self.report.restored = True
-            self._cleanup_items()
+            if self.traffic is not None:
+                with contextlib.suppress(CheckFailed, KeyboardInterrupt):
+                    self._step("settle", self.settle)
+                self._finish_drill()
+            if not self.opts.keep_items:
+                self._cleanup_items()
         return self.report
 
     def _step(self, name: str, fn: Callable[[], str]) -> None:
@@ -252,9 +312,11 @@ class FailoverTest:
             self.report.failed_step, self.report.error = step.step, error
         self.on_step(step)
 
-    def _poll(self, what: str, region: str, check: Callable[[], tuple[bool, str]]) -> str:
+    def _poll(self, what: str, region: str, check: Callable[[], tuple[bool, str]], timeout: float | None = None
+              ) -> str:
         """Poll `check` (done, status) until done, showing progress; a failed check after the timeout."""
-        deadline = time.monotonic() + self.opts.timeout
+        limit = self.opts.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         with self.ctx.reporter.waiting(what, region) as progress:
             while True:
                 done, status = check()
@@ -262,12 +324,15 @@ class FailoverTest:
                 if done:
                     return status
                 if time.monotonic() > deadline:
-                    raise CheckFailed(f"gave up waiting for {what} after {self.opts.timeout:g} s "
-                                      f"(last status: {status})")
+                    raise CheckFailed(f"gave up waiting for {what} after {limit:g} s (last status: {status})")
                 self.ctx.sleep(self._poll_interval())
 
     def _poll_interval(self) -> float:
         return max(0.05, min(1.0, self.config.health_check.interval / self.time_scale / 10))
+
+    def _event(self, name: str, detail: str = "") -> None:
+        if self.traffic is not None:
+            self.traffic.event(name, detail)
 
     # ---------------------------------------------------------------- steps
 
@@ -277,6 +342,13 @@ class FailoverTest:
             raise CheckFailed("a failover needs at least two regions in the config")
         if self.opts.region and self.opts.region not in regions:
             raise CheckFailed(f"--region {self.opts.region} is not one of the stack's regions: {', '.join(regions)}")
+        unknown = [c for c in self.opts.clients if c not in REGIONS]
+        if unknown:
+            raise CheckFailed(f"unknown client region(s): {', '.join(unknown)}")
+        if not self.config.drill.write[0]:
+            raise CheckFailed("the app has no POST /item and GET /item/{id}: name the routes the drill writes and "
+                              "reads in the config's drill section (drill: {write: 'POST /orders', read: "
+                              "'GET /orders/{id}'})")
         result = Runner(self.ctx, self.stages, "plan").run()
         if result.errors:
             raise CheckFailed(f"cannot read the stack: {result.errors[0].message}")
@@ -284,10 +356,19 @@ class FailoverTest:
             listed = "; ".join(f"{c.stage} {c.region} {c.action} {c.resource}" for c in result.changes[:5])
             raise CheckFailed(f"the stack is not converged ({len(result.changes)} change(s): {listed}); "
                               "run `multiregion up` first")
-        unhealthy = [r for r in regions if not self.healthy(r)]
+        unhealthy = [r for r in regions if not self._eventually_healthy(r)]
         if unhealthy:
             raise CheckFailed(f"health check not healthy in {', '.join(unhealthy)}; nothing was touched")
         return "stack converged, every region healthy"
+
+    def _eventually_healthy(self, region: str) -> bool:
+        # A checker's view needs FailureThreshold results to form: give a young check a few intervals.
+        deadline = time.monotonic() + self.config.health_check.interval * 2 / self.time_scale + 1
+        while not self.healthy(region):
+            if time.monotonic() > deadline:
+                return False
+            self.ctx.sleep(self._poll_interval())
+        return True
 
     def baseline(self) -> str:
         r = self.report
@@ -301,21 +382,69 @@ class FailoverTest:
         if r.served_before is None:
             raise CheckFailed(f"the global name {self.config.domain.name} answers no region of the stack")
         item = self._write_item("baseline")
-        if item.get("region") != r.served_before:
+        if item.get("region") not in (None, r.served_before):
             raise CheckFailed(f"the write was served by {item.get('region')}, Route 53 answers {r.served_before}")
         self._read_item(item["id"], expect_region=r.served_before)
         r.failed_region = self.opts.region or r.served_before
-        if r.failed_region != r.served_before:
+        if self.opts.mode != "isolate" and r.failed_region != r.served_before:
             raise CheckFailed(f"the client in {r.client_region} is served by {r.served_before}, not "
                               f"{r.failed_region}: failing {r.failed_region} would move nothing; pick the client "
                               f"with --client-region {r.failed_region}")
-        return f"client in {r.client_region} served by {r.served_before}"
+        self._measure_lag()
+        clients = ""
+        if self.opts.traffic:
+            self.traffic = self._start_traffic()
+            clients = f"; traffic from {len(self.traffic.clients)} client(s) at {self.opts.rate:g}/s each"
+        return f"client in {r.client_region} served by {r.served_before}{clients}"
+
+    def _measure_lag(self, samples: int = 3) -> None:
+        """Replication lag, sampled: items written in the primary's table, seen in each other region."""
+        table, key = self.config.table.name, self.config.table.hash_key
+        source = self.ctx.clients("dynamodb", self.config.primary)
+        for i in range(samples):
+            item_id = f"{TEST_ITEM_PREFIX}-lag-{uuid.uuid4().hex[:8]}"
+            self._items[item_id] = self.config.primary
+            source.put_item(TableName=table, Item={key: {"S": item_id}, "probe": {"N": str(i)}})
+            written = time.monotonic()
+            for region in self.config.regions[1:]:
+                target = self.ctx.clients("dynamodb", region)
+
+                def arrived(target: Any = target, item_id: str = item_id) -> tuple[bool, str]:
+                    found = "Item" in target.get_item(TableName=table, Key={key: {"S": item_id}}, ConsistentRead=True)
+                    return found, "replicated" if found else "not yet"
+
+                self._poll(f"a probe item to replicate into {region}", region, arrived,
+                           timeout=min(self.opts.timeout, 60))
+                self._lags.append(time.monotonic() - written)
+
+    def _start_traffic(self) -> Traffic:
+        ttl = self.config.routing.ttl / self.time_scale
+        regions = list(dict.fromkeys(self.opts.clients or self.config.regions))
+
+        def resolve(region: str) -> Callable[[], Answer]:
+            def ask() -> Answer:
+                endpoint, served = self.answer_for(region)
+                return Answer(endpoint, served, ttl)
+            return ask
+
+        clients = [SyntheticClient(region, region, CachingResolver(resolve(region)), self.transport(region),
+                                   self.opts.rate, ids=self.ids, routes=self.routes) for region in regions]
+        writer = None
+        if len({c.region for c in clients}) >= 2:
+            writer = ConflictWriter(clients[:2], self.ids.conflict_ids(CONFLICT_IDS), rounds=3,
+                                    interval=max(0.2, 2.0 / self.opts.rate))
+        watcher = DnsWatcher({region: resolve(region) for region in regions},
+                             interval=max(0.1, self.config.health_check.interval / self.time_scale / 4))
+        return Traffic(clients, writer, watcher).start()
 
     def inject(self) -> str:
         failed = self.report.failed_region or ""
         others = [x for x in self.config.regions if x != failed]
-        if not any(self.healthy(x) for x in others):
+        if self.opts.mode != "isolate" and not any(self.healthy(x) for x in others):
             raise CheckFailed(f"refusing to fail {failed}: it is the last healthy region")
+        self._event("inject", f"{self.opts.mode} of {failed}")
+        if self.opts.mode == "isolate":
+            return self._isolate(failed)
         lam = self.ctx.clients("lambda", failed)
         if self.opts.mode == "health":
             name = self.config.name("health")
@@ -324,24 +453,77 @@ class FailoverTest:
             self._undo.append(lambda: self._set_env(failed, name, env))
             self._set_env(failed, name, {**env, "STATUS": "404"})
             return f"{name} in {failed}: STATUS={env.get('STATUS', '(unset)')} -> 404"
-        for suffix in ("put", "get", "health"):
-            name = self.config.name(suffix)
+        from multiregion import app
+
+        functions = [self.config.name(f.component) for f in app.functions(self.config)]
+        for name in functions:
             before = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
             self._undo.append(functools.partial(self._set_concurrency, failed, name, before))
             lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-        return f"reserved concurrency 0 on the item API's three functions in {failed}"
+        return f"reserved concurrency 0 on the {len(functions)} functions in {failed}"
+
+    def _isolate(self, region: str) -> str:
+        arn = names.table_arn(self.config, *self.ctx.caller_identity(), region)
+        current = resource_policy(self.reader, region, arn)
+        document = (current or {}).get("document") or {"Version": "2012-10-17", "Statement": []}
+        hold = self._hold_seconds()
+        # AWS lifts the statement by itself after the drill's longest possible run (the drill itself lifts it
+        # at restore): an isolation never outlives the drill by much, even if it is killed.
+        until = (datetime.now(timezone.utc) + timedelta(seconds=hold + self.opts.timeout * 4 + 300)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        statements = document.get("Statement", [])
+        statements = statements if isinstance(statements, list) else [statements]
+        isolated = {**document, "Statement": [*statements, isolation_statement(arn, until)]}
+        ddb = self.ctx.clients("dynamodb", region)
+        self._undo.append(lambda: self._lift_isolation(region, arn))
+        ddb.put_resource_policy(ResourceArn=arn, Policy=encode_json(isolated))
+        return f"replica {self.config.table.name} in {region} stops replicating both ways (until {until} at most)"
+
+    def _lift_isolation(self, region: str, arn: str) -> None:
+        current = resource_policy(self.reader, region, arn)
+        if current is None:
+            return
+        rest = without_isolation(current["document"])
+        ddb = self.ctx.clients("dynamodb", region)
+        if rest is None:
+            ddb.delete_resource_policy(ResourceArn=arn)
+        else:
+            ddb.put_resource_policy(ResourceArn=arn, Policy=encode_json(rest))
+
+    def _hold_seconds(self) -> float:
+        """How long an isolation lasts (sandbox seconds): by default three health check intervals."""
+        aws_seconds = self.opts.hold if self.opts.hold is not None else self.config.health_check.interval * 3
+        return aws_seconds / self.time_scale
 
     def _set_env(self, region: str, name: str, variables: dict[str, str]) -> None:
         lam = self.ctx.clients("lambda", region)
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+        # Lambda refuses a second update while one is in progress: wait for it, then write, then wait.
         self.executor.wait(wait_updated(name, region))
+        self._retry_conflict(lambda: lam.update_function_configuration(FunctionName=name,
+                                                                       Environment={"Variables": variables}))
+        self.executor.wait(wait_updated(name, region))
+
+    def _retry_conflict(self, call: Callable[[], Any], attempts: int = 30) -> Any:
+        from botocore.exceptions import ClientError
+
+        from multiregion.aws import error_code
+
+        for attempt in range(attempts):
+            try:
+                return call()
+            except ClientError as exc:
+                if error_code(exc) != "ResourceConflictException" or attempt == attempts - 1:
+                    raise
+                self.ctx.sleep(min(2.0, 0.1 * (attempt + 1)))
+        return None
 
     def _set_concurrency(self, region: str, name: str, value: int | None) -> None:
         lam = self.ctx.clients("lambda", region)
         if value is None:
-            lam.delete_function_concurrency(FunctionName=name)
+            self._retry_conflict(lambda: lam.delete_function_concurrency(FunctionName=name))
         else:
-            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=value)
+            self._retry_conflict(lambda: lam.put_function_concurrency(FunctionName=name,
+                                                                      ReservedConcurrentExecutions=value))
 
     def detect(self) -> str:
         failed = self.report.failed_region or ""
@@ -351,6 +533,7 @@ class FailoverTest:
         r = self.report
         r.detection_seconds = round(time.monotonic() - started, 2)
         r.detection_bound_seconds = round(hc.interval * (hc.failure_threshold + 1) / self.time_scale, 2)
+        self._event("detected", f"{failed} unhealthy")
         return f"unhealthy after {r.detection_seconds}s (bound {r.detection_bound_seconds}s)"
 
     def reroute(self) -> str:
@@ -364,6 +547,7 @@ class FailoverTest:
         self._poll("Route 53 to answer another region", self.report.client_region or "", moved)
         self.report.reroute_seconds = round(time.monotonic() - started, 2)
         self.report.served_after = self.serving_region()
+        self._event("rerouted", f"client answered {self.report.served_after}")
         expected = self._nearest_healthy(exclude=failed)
         if expected and self.report.served_after != expected:
             if self.sandbox_url:  # the sandbox routes by distance, so this is exact there
@@ -382,7 +566,7 @@ class FailoverTest:
     def verify(self) -> str:
         after = self.report.served_after
         item = self._write_item("after-failover")
-        if item.get("region") != after or item.get("region") == self.report.failed_region:
+        if item.get("region") not in (None, after) or item.get("region") == self.report.failed_region:
             raise CheckFailed(f"the write landed in {item.get('region')}, expected {after}")
         self._read_item(item["id"], expect_region=after)
         self._verify_item = item
@@ -400,10 +584,65 @@ class FailoverTest:
 
         self._poll(f"item {item['id']} to replicate into {failed}", failed, present)
         self.report.replication_lag_seconds = round(time.monotonic() - self._written_at, 3)
+        self._lags.append(self.report.replication_lag_seconds)
         return f"replicated into {failed} in {self.report.replication_lag_seconds}s"
+
+    def observe(self) -> str:
+        """The fault holds until every client that was served by the failed region is served elsewhere (its
+        resolver's cached answer expired, it asked again and was answered another region), or for at most
+        the record's TTL and three health check intervals: what users would feel, measured to its end."""
+        assert self.traffic is not None
+        failed, run = self.report.failed_region, 3
+        ttl = self.config.routing.ttl / self.time_scale
+        limit = ttl + 3 * self.config.health_check.interval / self.time_scale + 1
+        affected = {c.name for c in self.traffic.clients if self.report.served_before and
+                    any(q.answered_region == failed for q in c.requests())}
+        started = time.monotonic()
+
+        def moved(name: str) -> bool:
+            client = next(c for c in self.traffic.clients if c.name == name)  # type: ignore[union-attr]
+            recent = [q for q in client.requests() if q.kind != "conflict"][-run:]
+            return len(recent) == run and all(q.ok and q.served_region not in (None, failed) for q in recent)
+
+        def everyone() -> tuple[bool, str]:
+            left = sorted(n for n in affected if not moved(n))
+            if not left or time.monotonic() - started > limit:
+                return True, f"still on {failed}: {', '.join(left)}" if left else "all moved"
+            return False, f"still on {failed}: {', '.join(left)}"
+
+        status = self._poll(f"the clients of {failed} to be served elsewhere", failed, everyone, timeout=limit + 5)
+        seconds = time.monotonic() - started
+        if status == "all moved":
+            return f"every client of {failed} ({len(affected)}) served elsewhere after {seconds:.2f}s more"
+        return f"{status} after {seconds:.2f}s (the TTL and three intervals): the budgets judge it"
+
+    def isolated(self) -> str:
+        """The isolation holds: writes keep being acknowledged in every region (its API still answers), and
+        what the isolated region wrote is missing elsewhere (the RPO an outage now would cost)."""
+        failed = self.report.failed_region or ""
+        item = self._write_item("isolated", region=failed)
+        self.ctx.sleep(self._hold_seconds())
+        others = [r for r in self.config.regions if r != failed]
+        missing = [r for r in others if not self._present(r, item["id"])]
+        if self.traffic is not None:
+            acked = acked_writes(self.traffic.requests())
+            self._rpo_isolation = rpo(acked, self._final_state(acked), self.config.regions)
+        if not missing:
+            raise CheckFailed(f"the write acknowledged in isolated {failed} reached {', '.join(others)}: "
+                              "replication was not stopped")
+        lost = f"; {self._rpo_isolation.lost} acknowledged write(s) not yet elsewhere" if self._rpo_isolation else ""
+        self._verify_item = item
+        return f"{failed} keeps answering; its writes do not reach {', '.join(missing)}{lost}"
+
+    def _present(self, region: str, item_id: str) -> bool:
+        key = {self.config.table.hash_key: {"S": item_id}}
+        found = self.ctx.clients("dynamodb", region).get_item(TableName=self.config.table.name, Key=key,
+                                                              ConsistentRead=True)
+        return "Item" in found
 
     def restore(self) -> str:
         errors = []
+        self._event("restore", "undoing the fault")
         while self._undo:  # every undo is tried, whatever the others do
             try:
                 self._undo.pop()()
@@ -412,51 +651,143 @@ class FailoverTest:
         if errors:
             raise CheckFailed("could not undo everything: " + "; ".join(errors))
         failed = self.report.failed_region or ""
-        self._poll("the region to be healthy again", failed, lambda: self._health_check(failed, True))
-        before = self.report.served_before
+        if self.opts.mode != "isolate":
+            self._poll("the region to be healthy again", failed, lambda: self._health_check(failed, True))
+            before = self.report.served_before
 
-        def back() -> tuple[bool, str]:
-            region = self.serving_region()
-            return region == before, f"answer: {region}"
+            def back() -> tuple[bool, str]:
+                region = self.serving_region()
+                return region == before, f"answer: {region}"
 
-        if before:
-            self._poll(f"the client to be answered {before} again", self.report.client_region or "", back)
-        self.report.served_after_restore = self.serving_region()
+            if before:
+                self._poll(f"the client to be answered {before} again", self.report.client_region or "", back)
+            self.report.served_after_restore = self.serving_region()
         self.report.restored = True
-        return f"{failed} healthy, client answered {self.report.served_after_restore}"
+        self._event("restored", f"{failed} back")
+        where = f", client answered {self.report.served_after_restore}" if self.report.served_after_restore else ""
+        return f"{failed} {'healthy' if self.opts.mode != 'isolate' else 'replicating again'}{where}"
+
+    def settle(self) -> str:
+        """Traffic stops; every region must end up holding each item's last acknowledged write."""
+        assert self.traffic is not None
+        self.traffic.stop()
+        acked = acked_writes(self.traffic.requests())
+        deadline = time.monotonic() + min(self.opts.timeout, max(10.0, 60 / self.time_scale))
+        while True:
+            final = self._final_state(acked)
+            self._rpo_final = rpo(acked, final, self.config.regions)
+            if self._rpo_final.lost == 0 or time.monotonic() > deadline:
+                break
+            self.ctx.sleep(self._poll_interval())
+        self._conflicts = conflicts([r for r in self.traffic.requests() if r.kind == "conflict"],
+                                    self._final_state(self.traffic.requests(), conflict=True), self.config.regions)
+        if self._rpo_final.lost:
+            lost = self._rpo_final
+            shown = ", ".join(f"{i} (missing from {', '.join(lost.missing_from[i])})" for i in lost.item_ids[:10])
+            more = f" and {lost.lost - 10} more" if lost.lost > 10 else ""
+            raise CheckFailed(f"{lost.lost} acknowledged write(s) never reached every region: {shown}{more}")
+        return f"replication settled: {len(acked)} acknowledged write(s), none lost"
+
+    def _final_state(self, requests: Sequence[Request], conflict: bool = False) -> dict[str, dict[str, str | None]]:
+        """Each region's drill token per item id, read from its table (the last write it holds)."""
+        ids = sorted({r.item_id for r in requests if r.item_id and (r.kind == "conflict") == conflict})
+        table, key = self.config.table.name, self.config.table.hash_key
+        final: dict[str, dict[str, str | None]] = {}
+        for region in self.config.regions:
+            client = self.ctx.clients("dynamodb", region)
+            found: dict[str, str | None] = {i: None for i in ids}
+            for chunk in _chunks(ids, 100):
+                pending: dict[str, Any] = {table: {"Keys": [{key: {"S": i}} for i in chunk], "ConsistentRead": True}}
+                while pending:
+                    answer = client.batch_get_item(RequestItems=pending)
+                    for item in answer.get("Responses", {}).get(table, []):
+                        found[item[key]["S"]] = (item.get(TOKEN_FIELD) or {}).get("S")
+                    pending = answer.get("UnprocessedKeys") or {}
+            final[region] = found
+        return final
+
+    def _finish_drill(self) -> None:
+        assert self.traffic is not None
+        self.traffic.stop()
+        r = self.report
+        fault = {"health": f"health check failure of {r.failed_region} (STATUS=404)",
+                 "outage": f"outage of {r.failed_region} (reserved concurrency 0)",
+                 "isolate": f"isolation of {r.failed_region}'s replica (replication stopped both ways)"}[self.opts.mode]
+        notes = self.traffic.failures()
+        if not self.sandbox_url:
+            notes.append("on AWS each DNS lookup is a TestDNSAnswer call (Route 53's rate limit applies)")
+        r.drill = build_report(
+            stack=self.config.service, regions=self.config.regions, fault=fault, requests=self.traffic.requests(),
+            resolutions=self.traffic.resolutions(), events=self.traffic.events(), budgets=self.opts.budgets,
+            steps=[(s.step, s.ok, s.seconds, s.detail) for s in r.timeline],
+            client_regions={c.name: c.region for c in self.traffic.clients}, failed_region=r.failed_region,
+            rpo_isolation=self._rpo_isolation, rpo_final=self._rpo_final, conflicts=self._conflicts,
+            lag=replication_lag(self._lags) if self._lags else None, started_at=self._started, notes=notes)
 
     # ---------------------------------------------------------------- items
 
-    def _client(self) -> GlobalName:
-        return GlobalName(self.config.domain.name, self.sandbox_url, self.report.client_ip,
-                          endpoint=lambda: self.answer()[0])
-
-    def _write_item(self, label: str) -> dict[str, Any]:
+    def _write_item(self, label: str, region: str | None = None) -> dict[str, Any]:
+        """One write through the global name (as the test's client), or, with `region`, to that region's
+        endpoint."""
         item_id = f"{TEST_ITEM_PREFIX}-{label}-{uuid.uuid4().hex[:8]}"
-        self._items[item_id] = self.config.primary
-        status, body = self._client().request("POST", "/item", {"id": item_id, "name": label})
+        self._items[item_id] = region or self.config.primary
+        method, path, body = self.routes.write(item_id, uuid.uuid4().hex)
+        response = self._send(method, path, body, region)
         self._written_at = time.monotonic()
-        if status != 201:
-            raise CheckFailed(f"POST /item through {self.config.domain.name} answered {status}: {body}")
-        if body.get("region") in self.config.regions:
-            self._items[item_id] = body["region"]
-        return body
+        if not 200 <= response.status < 300:
+            raise CheckFailed(f"{method} {path} through {self.config.domain.name} answered {response.status}: "
+                              f"{response.body}")
+        answer = response.body if isinstance(response.body, dict) else {}
+        served = self.routes.served_region(response)
+        if served in self.config.regions:
+            self._items[item_id] = served
+        return {**answer, "id": item_id, "region": served}
 
     def _read_item(self, item_id: str, expect_region: str | None) -> dict[str, Any]:
-        status, body = self._client().request("GET", f"/item/{item_id}")
-        if status != 200:
-            raise CheckFailed(f"GET /item/{item_id} through {self.config.domain.name} answered {status}: {body}")
-        served = body.get("served_by")
-        if expect_region and served != expect_region:
+        method, path = self.routes.read(item_id)
+        response = self._send(method, path, None)
+        if response.status != 200:
+            raise CheckFailed(f"{method} {path} through {self.config.domain.name} answered {response.status}: "
+                              f"{response.body}")
+        served = self.routes.served_region(response)
+        if expect_region and served not in (None, expect_region):
             raise CheckFailed(f"the read was served by {served}, expected {expect_region}")
-        return body
+        return response.body if isinstance(response.body, dict) else {}
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, region: str | None = None) -> Response:
+        """To the endpoint Route 53 answers the test's client (or the region's own regional domain)."""
+        client_region = self.report.client_region or self.config.primary
+        endpoint = regional_endpoint(self.reader, region) if region is not None else self.answer()[0]
+        if endpoint is None:
+            raise CheckFailed(f"no endpoint to send {method} {path} to")
+        return self.transport(client_region).send(endpoint, method, path, body)
 
     def _cleanup_items(self) -> None:
-        """Test items are removed where they were written: the delete is newer than the write everywhere, so
-        it wins wherever the write replicates, even late."""
+        """Test and drill items are removed where they were written: the delete is newer than the write
+        everywhere, so it wins wherever the write replicates, even late."""
+        table, key = self.config.table.name, self.config.table.hash_key
         for item_id, region in self._items.items():
-            try:
-                self.ctx.clients("dynamodb", region).delete_item(
-                    TableName=self.config.table.name, Key={self.config.table.hash_key: {"S": item_id}})
-            except Exception as exc:  # cleanup must not hide the result; say what is left behind
-                self.ctx.reporter.warn(f"could not remove test item {item_id}: {exc}")
+            self._delete(region, table, key, item_id)
+        if self.traffic is not None:
+            for item_id in self.ids.issued():
+                for region in self.config.regions:
+                    self._delete(region, table, key, item_id)
+
+    def _delete(self, region: str, table: str, key: str, item_id: str) -> None:
+        try:
+            self.ctx.clients("dynamodb", region).delete_item(TableName=table, Key={key: {"S": item_id}})
+        except Exception as exc:  # cleanup must not hide the result; say what is left behind
+            self.ctx.reporter.warn(f"could not remove test item {item_id}: {exc}")
+
+
+def regional_endpoint(aws: Any, region: str) -> str | None:
+    from multiregion.lookups.apis import regional_domain
+
+    domain = regional_domain(aws, region)
+    return domain[0] if domain else None
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+

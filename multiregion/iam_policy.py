@@ -280,6 +280,13 @@ PERMISSIONS: tuple[Permission, ...] = (
     _p("dynamodb", "DeleteTable", TABLE),
     _p("dynamodb", "GetItem", TABLE, LEASES),
     _p("dynamodb", "DeleteItem", TABLE, LEASES),
+    _p("dynamodb", "BatchGetItem", TABLE, only_when="the failover test reading back what each region holds"),
+    # Resource policies: read on every run (a drill's isolation left behind is drift); `failover-test
+    # --fault isolate` appends a Deny of DynamoDB's replication role to a replica's policy and removes it.
+    _p("dynamodb", "GetResourcePolicy", TABLE),
+    _p("dynamodb", "PutResourcePolicy", TABLE, only_when="failover-test --fault isolate, or lifting its isolation"),
+    _p("dynamodb", "DeleteResourcePolicy", TABLE,
+       only_when="failover-test --fault isolate, or lifting its isolation"),
     # Lambda: the stack's functions in every region. GetFunction returns a function's tags (how the tool
     # knows it is the stack's) only to a caller allowed lambda:ListTags (Lambda API reference).
     _p("lambda", "GetFunction", FUNCTIONS, Grant("lambda:ListTags", FUNCTIONS, why="its tags in the answer")),

@@ -182,10 +182,68 @@ def print_failover_report(console: Console, report: Any) -> None:
     ]
     for name, value in facts:
         console.print(f"  {name:<32} {value}", markup=False)
+    if report.drill is not None:
+        print_drill_measures(console, report.drill)
     if report.passed:
-        console.print("[green]PASSED[/green]: traffic moved away from the failed region and back, no write lost")
+        what = "the isolated region caught up" if report.mode == "isolate" else \
+            "traffic moved away from the failed region and back"
+        console.print(f"[green]PASSED[/green]: {what}, no write lost")
+    elif report.failed_step is None and report.drill is not None:
+        failed = [b.message for b in report.drill.budgets if not b.ok]
+        console.print(f"[red]FAILED[/red]: budget exceeded: {escape('; '.join(failed))}", soft_wrap=True)
     else:
         console.print(f"[red]FAILED[/red] at step {report.failed_step}: {escape(str(report.error))}", soft_wrap=True)
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}s"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def print_drill_measures(console: Console, drill: Any) -> None:
+    """What users felt, per client, and what was lost: the drill's measures after the timeline."""
+    table = Table(title="what the clients felt", title_justify="left")
+    for column, justify in (("client", "left"), ("availability", "right"), ("RTO (client)", "right"),
+                            ("DNS moved", "right"), ("TTL added", "right"), ("errors", "left"),
+                            ("p50/p95/p99 ms during", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, m in drill.measures.clients.items():
+        percent = m.availability.percent
+        during = m.latency.get("during")
+        latency = "/".join(_ms(v) for v in (during.p50, during.p95, during.p99)) if during and during.count else "-"
+        rto = _s(m.rto.seconds) if m.rto.seconds is not None else (m.rto.note or "-")
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(m.errors.items())) or "none"
+        table.add_row(f"{name} ({drill.client_regions.get(name, '?')})",
+                      "-" if percent is None else f"{percent:.1f}%", rto, _s(m.dns.seconds), _s(m.ttl_effect),
+                      errors, latency)
+    console.print(table)
+    overall = drill.measures.overall
+    facts = [("availability, overall", f"{overall.availability.percent:.2f}% of {overall.availability.requests} "
+                                       "requests" if overall.availability.percent is not None else "-"),
+             ("client-visible RTO, worst", _s(overall.client_rto) if overall.client_rto is not None
+              else overall.client_rto_note or "-")]
+    if drill.rpo_isolation is not None:
+        facts.append(("not replicated during isolation", f"{drill.rpo_isolation.lost} write(s)"
+                      + (f": {', '.join(drill.rpo_isolation.item_ids[:5])}" if drill.rpo_isolation.lost else "")))
+    if drill.rpo_final is not None:
+        lost = drill.rpo_final
+        facts.append(("lost writes (RPO)", f"{lost.lost} of {lost.checked} item(s)" +
+                      (f", {lost.seconds:.3f}s of writes: {', '.join(lost.item_ids[:5])}" if lost.lost else "")))
+    if drill.conflicts is not None:
+        c = drill.conflicts
+        facts.append(("conflicts", f"{c.ids} id(s) written from two regions at once: "
+                      f"{'converged' if c.converged else 'DIVERGED'}, {c.overwritten} acknowledged write(s) "
+                      "overwritten (last writer wins)"))
+    if drill.lag is not None:
+        facts.append(("replication lag", f"p50 {_s(drill.lag.p50, 3)}, p95 {_s(drill.lag.p95, 3)}, "
+                                         f"max {_s(drill.lag.max, 3)}"))
+    for budget in drill.budgets:
+        facts.append(("budget", ("ok: " if budget.ok else "EXCEEDED: ") + budget.message))
+    for name, value in facts:
+        console.print(f"  {name:<32} {value}", markup=False, soft_wrap=True)
 
 
 def _region_rows(region: str, stages: dict[str, Any], replicas: dict[str, str], answers: dict[str, Any],

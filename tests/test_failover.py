@@ -61,7 +61,7 @@ def concurrency(sandbox: Sandbox, region: str, name: str) -> Any:
 
 @pytest.mark.parametrize("mode", ["health", "outage"])
 def test_passes_and_reports_the_move(stack: Cli, sandbox_server: Sandbox, mode: str) -> None:
-    code, report = stack.json("failover-test", "--mode", mode)
+    code, report = stack.json("failover-test", "--mode", mode, "--no-traffic")
     assert code == 0, report
     assert report["passed"] is True
     assert (report["failed_region"], report["client_region"]) == ("eu-west-1", "eu-west-1")
@@ -69,6 +69,7 @@ def test_passes_and_reports_the_move(stack: Cli, sandbox_server: Sandbox, mode: 
         "eu-west-1", "us-east-1", "eu-west-1")
     assert [s["step"] for s in report["timeline"]] == [
         "preflight", "baseline", "inject", "detect", "reroute", "verify", "replicate", "restore"]
+    assert report["drill"] is None  # --no-traffic: the checks alone
     assert all(s["ok"] and s["seconds"] >= 0 for s in report["timeline"])
     # interval 10 s x threshold 2 + one interval, at time scale 10
     assert report["detection_bound_seconds"] == pytest.approx(3.0)
@@ -85,7 +86,7 @@ def test_passes_and_reports_the_move(stack: Cli, sandbox_server: Sandbox, mode: 
 
 
 def test_text_report_shows_the_timeline(stack: Cli) -> None:
-    result = stack("failover-test")
+    result = stack("failover-test", "--no-traffic")
     assert result.exit_code == 0, result.output
     assert "failover timeline" in result.output
     assert "eu-west-1 -> us-east-1 -> eu-west-1" in result.output
@@ -111,7 +112,7 @@ def test_status_shows_each_regions_health_and_what_its_clients_are_answered(stac
 def test_replication_that_does_not_reach_the_failed_region_fails_the_test(stack: Cli,
                                                                          clean_faults: Sandbox) -> None:
     clean_faults.faults["replication_paused"] = ["eu-west-1"]
-    code, report = stack.json("failover-test", "--timeout", "3")
+    code, report = stack.json("failover-test", "--timeout", "3", "--no-traffic")
     assert code == 1
     assert report["passed"] is False and report["failed_step"] == "replicate"
     assert "replicate into eu-west-1" in report["error"]
@@ -135,7 +136,7 @@ def test_a_health_check_that_never_turns_unhealthy_fails_detection(stack: Cli, c
     code, status = stack.json("status")
     check_id = status["regions"]["eu-west-1"]["health-checks"]["check_id"]
     clean_faults.faults["health_check_frozen"] = [check_id]
-    code, report = stack.json("failover-test", "--timeout", "3")
+    code, report = stack.json("failover-test", "--timeout", "3", "--no-traffic")
     assert code == 1
     assert report["failed_step"] == "detect" and "unhealthy" in report["error"]
     assert report["restored"] is True
@@ -152,7 +153,7 @@ def test_interrupting_after_the_injection_restores(stack: Cli, sandbox_server: S
         raise KeyboardInterrupt
 
     monkeypatch.setattr(FailoverTest, "detect", interrupted)
-    code, report = stack.json("failover-test")
+    code, report = stack.json("failover-test", "--no-traffic")
     assert seen["status"] == "404"  # the injection had happened
     assert code == 1 and report["failed_step"] == "detect" and "interrupted" in report["error"]
     assert report["restored"] is True
@@ -162,7 +163,7 @@ def test_interrupting_after_the_injection_restores(stack: Cli, sandbox_server: S
 def test_preflight_touches_nothing_when_a_region_is_unhealthy(stack: Cli, sandbox_server: Sandbox,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(FailoverTest, "healthy", lambda self, region: region != "us-east-1")
-    code, report = stack.json("failover-test")
+    code, report = stack.json("failover-test", "--no-traffic")
     assert code == 1 and report["failed_step"] == "preflight"
     assert "us-east-1" in report["error"]
     assert [s["step"] for s in report["timeline"]] == ["preflight"]
@@ -177,7 +178,7 @@ def test_bad_arguments_exit_2(stack: Cli) -> None:
 
 
 def test_region_outside_the_stack_is_refused(stack: Cli) -> None:
-    code, report = stack.json("failover-test", "--region", "ap-southeast-2")
+    code, report = stack.json("failover-test", "--region", "ap-southeast-2", "--no-traffic")
     assert code == 1 and report["failed_step"] == "preflight"
     assert "not one of the stack's regions" in report["error"]
 
@@ -196,7 +197,7 @@ def test_interrupted_injection_is_still_undone(stack: Cli, sandbox_server: Sandb
         return real(self, op)
 
     monkeypatch.setattr(Executor, "wait", interrupted_once)
-    code, report = stack.json("failover-test")
+    code, report = stack.json("failover-test", "--no-traffic")
     assert code == 1 and report["failed_step"] == "inject", report["error"]
     assert report["restored"] is True
     assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
@@ -213,7 +214,7 @@ def test_every_undo_is_tried_when_one_fails(stack: Cli, sandbox_server: Sandbox,
         real(self, region, name, value)
 
     monkeypatch.setattr(FailoverTest, "_set_concurrency", fails_for_health)
-    code, report = stack.json("failover-test", "--mode", "outage")
+    code, report = stack.json("failover-test", "--mode", "outage", "--no-traffic")
     assert code == 1 and report["restored"] is False
     assert [s["step"] for s in report["timeline"]][-1] == "restore"
     assert "simulated AWS refusal" in report["timeline"][-1]["detail"]
@@ -230,7 +231,7 @@ def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path
     cli = Cli(write_config(regions=["eu-west-1", "us-east-1", "eu-central-1"]))
     code, doc = cli.json("up")
     assert code == 0, doc
-    code, report = cli.json("failover-test")
+    code, report = cli.json("failover-test", "--no-traffic")
     assert code == 0, report
     assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
         "eu-west-1", "eu-central-1", "eu-west-1")

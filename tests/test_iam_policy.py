@@ -160,11 +160,14 @@ def _sts(call: Recorded, account: Account) -> Touched | None:
 def _dynamodb(call: Recorded, account: Account) -> Touched | None:
     if call.params.get("ResourceArn"):
         return {"dynamodb": [(call.params["ResourceArn"], {})]}
+    def table(region: str, table_name: str = "") -> tuple[str, dict[str, str]]:
+        return f"arn:{account.partition}:dynamodb:{region}:{account.id}:table/{table_name or name}", {}
+
+    if call.params.get("RequestItems"):  # BatchGetItem / BatchWriteItem: each table named
+        return {"dynamodb": [table(call.region, t) for t in call.params["RequestItems"]]}
     name = call.params.get("TableName")
     if not name:
         return None
-    def table(region: str) -> tuple[str, dict[str, str]]:
-        return f"arn:{account.partition}:dynamodb:{region}:{account.id}:table/{name}", {}
 
     out: Touched = {"dynamodb": [table(call.region)]}
     if call.operation == "CreateTable" and call.params.get("Tags"):
@@ -509,6 +512,11 @@ def config_of(**changes: Any) -> Config:
     return parse_config(data)
 
 
+def whole(config: Config, account: str = iam_policy.UNKNOWN_ACCOUNT) -> dict[str, Any]:
+    """Every statement of the policy in one document, however many managed policies it takes."""
+    return iam_policy.document(s for d in iam_policy.operator_policies(config, account) for s in d["Statement"])
+
+
 def actions_of(policy: dict[str, Any]) -> set[str]:
     return {a for statement in policy["Statement"] for a in statement["Action"]}
 
@@ -565,7 +573,7 @@ def test_a_statement_larger_than_a_managed_policy_is_split_by_its_resources() ->
 
 
 def test_latency_records_need_no_traffic_policy_creation_but_may_remove_one() -> None:
-    policy = iam_policy.operator_policy(config_of(routing__mode="latency-records"), "123456789012")
+    policy = whole(config_of(routing__mode="latency-records"), "123456789012")
     actions = actions_of(policy)
     assert not {"route53:CreateTrafficPolicy", "route53:CreateTrafficPolicyVersion",
                 "route53:CreateTrafficPolicyInstance", "route53:UpdateTrafficPolicyInstance"} & actions
@@ -592,6 +600,6 @@ def test_one_region_has_no_replicas_to_authorize() -> None:
 
 
 def test_without_an_account_the_arns_name_any_account() -> None:
-    policy = json.loads(iam_policy.describe(config_of()))
+    policy = whole(config_of())
     table = next(s for s in policy["Statement"] if s["Sid"] == "StackTable")
     assert table["Resource"][0] == "arn:aws:dynamodb:eu-west-1:*:table/items"

@@ -126,3 +126,43 @@ def health_status(aws: Reader, region: str, check_id: str | None = None) -> dict
     passing = sum(1 for o in observations if _passing(o))
     return {"check_id": check_id, "healthy": healthy, "since": since.isoformat() if since else None,
             "checkers": f"{passing}/{len(observations)} report success"}
+
+
+class CheckerVerdicts:
+    """Route 53's verdict as its checkers form it, from GetHealthCheckStatus polled over time.
+
+    GetHealthCheckStatus reports each checker's last result. A checker changes its own view of the endpoint
+    only after `FailureThreshold` consecutive results that disagree with it (both ways); the endpoint is
+    healthy while more than 18% of the checkers consider it healthy (Route 53 developer guide, "How Route 53
+    determines whether a health check is healthy"). Each new result (a new CheckedTime from a checker)
+    moves that checker's streak; a checker first seen is taken at its result."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self._views: dict[str, bool] = {}
+        self._streaks: dict[str, int] = {}
+        self._seen: dict[str, Any] = {}
+
+    def update(self, observations: list[dict[str, Any]]) -> bool | None:
+        for observation in observations:
+            checker = f"{observation.get('Region')}/{observation.get('IPAddress')}"
+            report = observation.get("StatusReport") or {}
+            if not report.get("Status"):
+                continue
+            checked = report.get("CheckedTime")
+            if self._seen.get(checker) == checked:
+                continue  # the same result seen at an earlier poll
+            self._seen[checker] = checked
+            passed = str(report["Status"]).startswith("Success")
+            if checker not in self._views:
+                self._views[checker], self._streaks[checker] = passed, 0
+                continue
+            if passed == self._views[checker]:
+                self._streaks[checker] = 0
+                continue
+            self._streaks[checker] += 1
+            if self._streaks[checker] >= self.threshold:
+                self._views[checker], self._streaks[checker] = passed, 0
+        if not self._views:
+            return None
+        return sum(self._views.values()) > HEALTHY_FRACTION * len(self._views)

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import re
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from multiregion.aws import absent_as_none, error_code
@@ -106,10 +107,15 @@ def serving_region(aws: Reader, answer: str | None) -> str | None:
     return match.group(1) if match and match.group(1) in aws.config.regions else None
 
 
-def dns_answer(aws: Reader, client_region: str, ip: str | None = None,
-               zone_id: str | None = None) -> tuple[str | None, str | None]:
-    """What the global name answers for a client in `client_region` (TestDNSAnswer with an EDNS0 client
-    subnet there, or at `ip`), and which configured region that answer is."""
+def dns_answer(aws: Reader, client_region: str, ip: str | None = None, zone_id: str | None = None,
+               identify: Callable[[str], str | None] | None = None) -> tuple[str | None, str | None]:
+    """What the global name answers for a client in `client_region`, and which configured region that is.
+
+    TestDNSAnswer is asked with both `ResolverIP` and `EDNS0ClientSubnetIP` in the client's region: AWS uses
+    the client subnet only "if the resolver that you specified for resolverip supports EDNS0", and without
+    a resolver answers as one in us-east-1. An alias record is answered with addresses, which `identify`
+    (given by the caller: it asks the endpoint at that address, with the global name, which region it is)
+    maps to a region; without it, the regional domains' own addresses are looked up."""
     config: Config = aws.config
     if zone_id is None:
         zone = zones.find_hosted_zone(aws)
@@ -117,17 +123,30 @@ def dns_answer(aws: Reader, client_region: str, ip: str | None = None,
             return None, None
         zone_id = str(zone["Id"])
     record_type = POLICY_TYPE if config.routing.mode == "traffic-policy" else ALIAS_TYPE
+    address = ip or client_ip(client_region)
     answer = route53(aws).test_dns_answer(
         HostedZoneId=short_zone_id(zone_id), RecordName=record_name(config), RecordType=record_type,
-        EDNS0ClientSubnetIP=ip or client_ip(client_region), EDNS0ClientSubnetMask="24")
+        ResolverIP=resolver_ip(client_region, address), EDNS0ClientSubnetIP=address, EDNS0ClientSubnetMask="24")
     data = [d for d in answer.get("RecordData", []) if d]
     if not data:
         return None, None
     first = dns_name(data[0])
     if _is_ip(first):
         # An alias record is answered with the target's addresses: find whose they are.
-        return first, region_of_address(aws, first)
+        region = identify(first) if identify is not None else None
+        return first, region or region_of_address(aws, first)
     return first, serving_region(aws, first)
+
+
+def resolver_ip(client_region: str, client: str) -> str:
+    """A resolver address in the client's region (the network's second address: not the client's own)."""
+    import ipaddress as ip_module
+
+    from multiregion.regions import REGIONS as KNOWN
+
+    if client_region in KNOWN:
+        return str(ip_module.ip_network(KNOWN[client_region].client_subnet).network_address + 2)
+    return client
 
 
 def region_of_address(aws: Reader, address: str) -> str | None:

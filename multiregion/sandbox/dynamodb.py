@@ -85,6 +85,35 @@ def backend(region: str) -> Any:
     return dynamodb_backends[ACCOUNT_ID][region]
 
 
+REPLICATION_SERVICE = "replication.dynamodb.amazonaws.com"
+
+
+def denies_replication(region: str, name: str, now: datetime) -> bool:
+    """Whether the table's resource policy (in `region`) denies DynamoDB's replication service, as a drill's
+    isolation (or AWS FIS's global-table-pause-replication) does: then nothing replicates to or from that
+    replica (AWS reports it REPLICATION_NOT_AUTHORIZED). A `DateLessThan aws:CurrentTime` condition limits
+    the statement in time, as those statements are written to expire."""
+    table = table_in(region, name)
+    if table is None:
+        return False
+    try:
+        policy = backend(region).get_resource_policy(table.table_arn)
+    except Exception:  # moto raises its own error for a table without a resource policy
+        return False
+    document = json.loads(getattr(policy, "policy", None) or getattr(policy, "policy_doc", "{}") or "{}")
+    statements = document.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = (statement.get("Principal") or {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        if statement.get("Effect") != "Deny" or REPLICATION_SERVICE not in services:
+            continue
+        until = ((statement.get("Condition") or {}).get("DateLessThan") or {}).get("aws:CurrentTime")
+        if until is None or now < datetime.fromisoformat(str(until).replace("Z", "+00:00")):
+            return True
+    return False
+
+
 def table_in(region: str, name: str) -> Any | None:
     """moto's table of that name in that region, if any."""
     return backend(region).tables.get(name)
@@ -530,7 +559,7 @@ class GlobalTables(Extension):
             groups = [g for n in dict.fromkeys(names) if (g := self._strong_group(n, region)) is not None]
             if not groups:
                 return None
-            paused = set(self.sandbox.fault("replication_paused"))
+            paused = self._cut_off(groups)
             if not all(self._reachable(g, region, paused) for g in groups):
                 return aws_json_error(INTERNAL, mrsc.INTERNAL, 500)
             for group in groups:  # a region that was cut off catches up before it answers
@@ -582,10 +611,18 @@ class GlobalTables(Extension):
         applied = 0
         with self.sandbox.lock:
             self._settle()
-            paused = set(self.sandbox.fault("replication_paused"))
             for group in list(self.groups.values()):
-                applied += self._replicate_group(group, paused)
+                applied += self._replicate_group(group, self._cut_off([group]))
         return applied
+
+    def _cut_off(self, groups: list[ReplicaGroup]) -> set[str]:
+        """Regions the fault `replication_paused` names, and replicas whose resource policy denies the
+        replication service (a drill's isolation)."""
+        cut = set(self.sandbox.fault("replication_paused"))
+        now = datetime.now(timezone.utc)
+        for group in groups:
+            cut |= {r for r in group.replicas if r not in cut and denies_replication(r, group.name, now)}
+        return cut
 
     def _replicate_group(self, group: ReplicaGroup, paused: set[str]) -> int:
         records = []
@@ -604,13 +641,16 @@ class GlobalTables(Extension):
             held = self.backlog.setdefault((group.name, target), [])
             held += [(r, rec) for r, rec in outgoing if r != target]
         applied = 0
+        # An isolated replica (its policy denies replication) neither receives nor sends; a paused one only
+        # receives nothing (its own writes still go out).
+        isolated = {r for r in group.replicas if denies_replication(r, group.name, datetime.now(timezone.utc))}
         for target, replica in list(group.replicas.items()):
             if target in paused or replica.status == DELETING:
                 continue  # held, as AWS holds writes for a replica it cannot reach (or is removing)
-            applied += self._deliver(group.name, target, serialized=group.strong)
+            applied += self._deliver(group.name, target, serialized=group.strong, held_sources=isolated)
         return applied
 
-    def _deliver(self, name: str, target: str, serialized: bool = False) -> int:
+    def _deliver(self, name: str, target: str, serialized: bool = False, held_sources: set[str] = frozenset()) -> int:
         """Apply the target's backlog in time order; a write leaves the backlog only once applied.
 
         A strong group's writes are `serialized`: each was replicated before the next was accepted, so the
@@ -618,13 +658,18 @@ class GlobalTables(Extension):
         held = self.backlog.get((name, target), [])
         if not serialized:
             held.sort(key=lambda item: _version(item[1], item[0]))
-        applied = done = 0
+        applied = 0
+        kept: list[tuple[str, Any]] = []
+        done = 0
         try:
             for region, rec in held:
-                applied += self._apply(name, region, target, rec, serialized)
+                if region in held_sources:
+                    kept.append((region, rec))  # from an isolated replica: it goes out once the isolation ends
+                else:
+                    applied += self._apply(name, region, target, rec, serialized)
                 done += 1
         finally:
-            del held[:done]
+            held[:done] = kept
         return applied
 
     def _new_records(self, name: str, region: str, table: Any) -> list[Any]:

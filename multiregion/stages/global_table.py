@@ -10,9 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from multiregion import names
 from multiregion.engine import GLOBAL, Conflict, Env, Inputs, NodePlan, Reader, Stage
-from multiregion.lookups.tables import describe_table, holds_items, replica_statuses, wait_active
-from multiregion.plan import Call, Retry, Wait
+from multiregion.lookups.tables import (
+    describe_table,
+    holds_items,
+    is_isolated,
+    replica_statuses,
+    resource_policy,
+    wait_active,
+    without_isolation,
+)
+from multiregion.plan import Call, JsonText, Retry, Wait
 
 ACTIVE = "ACTIVE"
 FAILED = ("CREATION_FAILED", "REGION_DISABLED", "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
@@ -27,6 +36,8 @@ class GlobalTableSnapshot:
     primary: dict[str, Any] | None
     occupied: tuple[str, ...] = ()  # regions (not replicas) that already hold a table of that name
     holds_items: bool = False
+    # region -> the replica's resource policy document, where it holds a drill's isolation statement
+    isolated: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,14 @@ class GlobalTableStage(Stage[GlobalTableSnapshot]):
         replicas = replica_statuses(primary)
         occupied = tuple(r for r in config.regions
                          if r != config.primary and r not in replicas and describe_table(aws, r) is not None)
-        return GlobalTableSnapshot(primary, occupied)
+        isolated: dict[str, dict[str, Any]] = {}
+        if primary is not None:
+            for region in [config.primary, *(r for r in replicas if r in config.regions)]:
+                arn = names.table_arn(config, aws.env.account, aws.env.partition, region)
+                policy = resource_policy(aws, region, arn)
+                if policy is not None and is_isolated(policy["document"]):
+                    isolated[region] = policy["document"]
+        return GlobalTableSnapshot(primary, occupied, isolated=isolated)
 
     def read_down(self, aws: Reader, region: str) -> GlobalTableSnapshot:
         primary = describe_table(aws, aws.config.primary)
@@ -78,10 +96,21 @@ class GlobalTableStage(Stage[GlobalTableSnapshot]):
             else:
                 warnings.append(f"[{target}] replica {name} is not in the config; kept "
                                 "(run `up --prune` to remove it)")
+        changes += [self._lift_isolation(env, target, document) for target, document in snapshot.isolated.items()]
         waits = [] if changes else [w for target, status in replicas.items()
                                     if target in config.regions and status != ACTIVE
                                     for w in self._settle(env, target)]
         return NodePlan(changes=tuple(changes), waits=tuple(waits), warnings=tuple(warnings))
+
+    def _lift_isolation(self, env: Env, region: str, document: dict[str, Any]) -> Any:
+        """A drill's isolation left behind (a killed `failover-test --fault isolate`): replication resumes."""
+        arn = names.table_arn(env.config, env.account, env.partition, region)
+        rest = without_isolation(document)
+        op = Call("dynamodb", region, "delete_resource_policy", {"ResourceArn": arn},
+                  done_if=("PolicyNotFoundException",)) if rest is None else \
+            Call("dynamodb", region, "put_resource_policy", {"ResourceArn": arn, "Policy": JsonText(rest)})
+        return self.change(region, "update", f"replica {env.config.table.name}",
+                           "drift: a drill's isolation still stops replication -> lifted", op)
 
     def _update(self, env: Env, update: dict[str, Any], retry: tuple[Retry, ...] = ()) -> Call:
         return Call("dynamodb", env.config.primary, "update_table",
