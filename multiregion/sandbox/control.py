@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multiregion.sandbox import moto_compat
+
 DEFAULT_PORT = 4599
 HOME_ENV = "MULTIREGION_HOME"
 
@@ -92,10 +94,8 @@ def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: fl
     """Start a sandbox process in the background and wait until it answers."""
     if info := running():
         return info
-    try:
-        import moto  # noqa: F401
-    except ImportError:
-        raise SandboxError("the sandbox needs its extra: pip install 'multiregion[sandbox]'") from None
+    if not moto_compat.installed():
+        raise SandboxError("the sandbox needs its extra: pip install 'multiregion[sandbox]'")
     home().mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "multiregion", "sandbox", "serve", "--port", str(port), "--write-state"]
     if time_scale is not None:

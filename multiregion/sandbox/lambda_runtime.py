@@ -52,7 +52,8 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox import moto_compat
+from multiregion.sandbox.app import Extension, SandboxRequest, aws_json_error, json_response
 from multiregion.sandbox.cloudwatch_logs import (
     FunctionLogs,
     LogEvent,
@@ -240,7 +241,7 @@ class LambdaRuntime(Extension):
         self._busy: dict[str, int] = {}
         self._latest: dict[str, tuple[Any, ...]] = {}
         self._workers: set[Worker] = set()
-        self._tokens: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._tokens: weakref.WeakKeyDictionary[moto_compat.Function, int] = weakref.WeakKeyDictionary()
         self._token_counter = count(1)
         self._root: Path | None = None
         self._extract_lock = threading.Lock()
@@ -301,21 +302,18 @@ class LambdaRuntime(Extension):
         """What a call of the deployed function (name, ARN or qualified ARN) runs: a snapshot of it, or of its
         previous code and configuration while an update is in progress. InvokeError when Lambda would refuse
         the call (404 unknown, 409 Pending in strict mode)."""
-        from moto.awslambda.exceptions import LambdaClientError
-        from moto.awslambda.models import lambda_backends
-
         if qualifier == "$LATEST":
             qualifier = None
         with self.sandbox.lock:
             try:
-                fn = lambda_backends[ACCOUNT_ID][region].get_function(function, qualifier)
-            except LambdaClientError as exc:
-                raise InvokeError(exc.error_type, exc.message, exc.code) from None
+                fn = moto_compat.function(region, function, qualifier)
+            except moto_compat.ClientError as exc:
+                raise InvokeError(exc.code, exc.message, exc.status) from None
             spec = self.spec_of(fn, region)
             states = self._states()
             return spec if states is None else states.for_invocation(fn, spec)
 
-    def spec_of(self, fn: Any, region: str) -> FunctionSpec:
+    def spec_of(self, fn: moto_compat.Function, region: str) -> FunctionSpec:
         """A snapshot of moto's function `fn` (the caller holds sandbox.lock)."""
         token = self._tokens.get(fn)
         if token is None:
