@@ -274,9 +274,9 @@ class ApiDataPlane(Extension):
     def call(self, host: str, method: str = "GET", path: str = "/", headers: dict[str, str] | None = None,
              body: bytes = b"", query: str = "", source_ip: str = "127.0.0.1") -> Response | None:
         """Serve a request built here (a health check probe, a resolved client), as `serve` does."""
+        all_headers = Headers({"User-Agent": "multiregion-sandbox", **(headers or {})})
         environ = EnvironBuilder(method=method, path=path, base_url=f"https://{host}", query_string=query,
-                                 data=body, headers={"User-Agent": "multiregion-sandbox", **(headers or {})},
-                                 environ_base={"REMOTE_ADDR": source_ip}).get_environ()
+                                 data=body, headers=all_headers, environ_base={"REMOTE_ADDR": source_ip}).get_environ()
         return self.serve(SandboxRequest.from_environ(environ), host)
 
     # ------------------------------------------------------------------ control plane: deployments

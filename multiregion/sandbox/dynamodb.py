@@ -31,6 +31,7 @@ it only once applied, so a failing pass (or a paused target) loses nothing; `sta
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -265,7 +266,7 @@ class GlobalTables(Extension):
                                            gsis or None, STREAM)
         for item in moto_compat.table_items(source):
             attrs = moto_compat.item_attributes(item)
-            _write_replicated(replica, source_region, lambda a=attrs: moto_compat.put_item(target, name, a))
+            _write_replicated(replica, source_region, functools.partial(moto_compat.put_item, target, name, attrs))
             # The copy is the source's version of the item: an older write still on its way must not win.
             slot = _item_key(source, item)
             if (name, source_region, slot) in self.last_write:

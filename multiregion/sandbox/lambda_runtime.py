@@ -218,7 +218,8 @@ class Worker:
                 self._buf += chunk
         line, _, rest = bytes(self._buf).partition(b"\n")
         self._buf = bytearray(rest)
-        return json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def kill(self) -> str:
         """Stop the environment (from any thread); how it ended ("exit status 1", "signal: 9")."""
@@ -445,9 +446,10 @@ class LambdaRuntime(Extension):
 
     def _evict(self, spec: FunctionSpec) -> list[Worker]:
         """Idle environments that must not serve again: other code or configuration, or idle too long."""
-        now, stale = time.monotonic(), []
+        now = time.monotonic()
+        stale: list[Worker] = []
         for arn, idle in self._idle.items():
-            keep = []
+            keep: list[Worker] = []
             for w in idle:
                 old = now - w.last_used > IDLE_LIFETIME or (arn == spec.arn and w.key != spec.key)
                 (stale if old else keep).append(w)

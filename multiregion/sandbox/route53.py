@@ -173,7 +173,7 @@ def is_route53(req: SandboxRequest) -> bool:
 
 # ---------------------------------------------------------------------------------------------- routing
 
-Handler = Callable[..., Response]
+Handler = Callable[..., Response | None]  # None: let the request through to moto
 Route = tuple[str, "re.Pattern[str]", Handler]
 
 
@@ -270,7 +270,8 @@ def xml_document(root: str, content: dict[str, Any]) -> bytes:
     el = ET.Element(root, xmlns=XMLNS)
     for key, value in content.items():
         build(el, key, value)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8")
+    body: bytes = ET.tostring(el, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def xml_response(root: str, content: dict[str, Any], status: int = 200,

@@ -168,8 +168,8 @@ class PolicyEvaluator:
         if kind == "weighted":
             return _weighted([(int(i.get("Weight", 0)), c, ok) for i, c, ok in options])
         # geo: the sandbox has no country data for clients, so the default location (else the first) answers
-        healthy = [(i, c) for i, c, ok in options if ok] or [(i, c) for i, c, _ in options]
-        _, choice = next(((i, c) for i, c in healthy if i.get("IsDefault")), healthy[0])
+        located = [(i, c) for i, c, ok in options if ok] or [(i, c) for i, c, _ in options]
+        _, choice = next(((i, c) for i, c in located if i.get("IsDefault")), located[0])
         return Choice(choice.values, any(ok for _, _, ok in options))
 
     def _failover(self, rule: dict[str, Any]) -> Choice:

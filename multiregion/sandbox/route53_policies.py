@@ -164,7 +164,7 @@ def _check_item(rule_id: str, kind: str, item: dict[str, Any]) -> None:
         raise invalid(f"Latency rule {rule_id!r}: {item.get('Region')!r} is not an AWS region the sandbox knows")
     if kind == "weighted":
         weight = item.get("Weight")
-        if not str(weight).isdigit() or not 0 <= int(weight) <= 255:
+        if not str(weight).isdigit() or not 0 <= int(str(weight)) <= 255:
             raise invalid(f"Weighted rule {rule_id!r}: Weight must be a number from 0 to 255, not {weight!r}")
     if kind == "geo" and not item.get("IsDefault") and not any(k in item for k in ("Continent", "Country",
                                                                                   "Subdivision")):
@@ -312,7 +312,8 @@ class TrafficPolicies(Extension):
         return None
 
     def document(self, inst: Instance) -> dict[str, Any]:
-        return json.loads(self.policies[inst.policy_id][inst.version].document)
+        document: dict[str, Any] = json.loads(self.policies[inst.policy_id][inst.version].document)
+        return document
 
     # ------------------------------------------------------------------ policies
 
@@ -659,7 +660,8 @@ def _max_items(req: SandboxRequest) -> int:
 
 def _reserialize(root: ET.Element) -> bytes:
     root.set("xmlns", XMLNS)
-    return ET.tostring(root, encoding="utf-8")
+    body: bytes = ET.tostring(root, encoding="utf-8")
+    return body
 
 
 def _change_info_response() -> Response:
