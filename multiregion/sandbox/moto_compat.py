@@ -11,7 +11,8 @@ each with the AWS behaviour that needs it. Whatever the sandbox writes into a mo
 
 When a moto release breaks the sandbox, this is the module to fix (`make test-moto-latest` runs the
 sandbox's tests against the newest moto 5.x; tests/test_moto_compat.py holds the protocols to the objects
-the installed moto makes). Call everything here holding `sandbox.lock`: moto's backends have no locks.
+the installed moto makes). Call the backend and model functions holding `sandbox.lock`: moto's backends
+have no locks.
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ class ClientError(Exception):
 
 # ---------------------------------------------------------------------------------------------- DynamoDB
 # moto's tables are one region's; global table replicas and replication are the sandbox's (dynamodb.py). The
-# replicator reads each replica's stream from moto's model, since moto answers no GetRecords for a stream it
-# was never asked to describe, and writes into the other replicas through the backend, so a replicated write
-# is an ordinary write there (it lands in that replica's stream, where the replicator marks it).
+# replicator reads each replica's stream from moto's model and writes into the other replicas through the
+# backend: a whole pass runs in one hold of sandbox.lock without a request, and a replicated write is an
+# ordinary write there (it lands in that replica's stream, where the replicator marks it).
 
 
 class DynamoTable(Protocol):
@@ -497,7 +498,7 @@ def role_by_arn(arn: str) -> Role | None:
 
 def put_log_events(region: str, group: str, stream: str, events: list[dict[str, Any]]) -> None:
     """What Lambda writes for an invocation: the group and stream made when missing, then the events in order.
-    The backend, not a request: the runtime writes from a thread of its own, as Lambda's service does."""
+    The backend, not a request: Lambda writes these itself, not through the function's credentials."""
     from moto.logs.models import logs_backends
 
     backend = logs_backends[ACCOUNT_ID][region]
