@@ -641,12 +641,21 @@ def sandbox() -> None:
     runtime, the API data plane, health checks, traffic policies and DNS answers)."""
 
 
+_TIMING_HELP = ("How long AWS's asynchronous work takes: 'fast' (short fixed delays, for tests and the demo) or "
+                "'aws' (AWS's typical durations, divided by the time scale); see the README.")
+_STRICT_HELP = ("AWS's refusals and pending states: updates in progress, throttling, propagation delays, "
+                "changes PENDING until INSYNC.")
+
+
 @sandbox.command()
 @click.option("--port", default=control.DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1 (0: any).")
 @click.option("--time-scale", default=10.0, show_default=True,
               help="AWS waits are divided by this: 10 makes a 30 s health check interval 3 s.")
+@click.option("--timing", type=click.Choice(control.TIMING_PROFILES), default="fast", show_default=True,
+              help=_TIMING_HELP)
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--write-state", is_flag=True, hidden=True)
-def serve(port: int, time_scale: float, write_state: bool) -> None:
+def serve(port: int, time_scale: float, timing: str, strict: bool, write_state: bool) -> None:
     """Run a sandbox in the foreground until Ctrl-C."""
     try:
         from multiregion.sandbox.server import Sandbox, SandboxOptions
@@ -654,7 +663,7 @@ def serve(port: int, time_scale: float, write_state: bool) -> None:
         raise click.ClickException("the sandbox needs its extra: pip install 'multiregion[sandbox]'") from None
     if time_scale <= 0:
         raise click.BadParameter("must be positive", param_hint="--time-scale")
-    sb = Sandbox(SandboxOptions(time_scale=time_scale), port=port)
+    sb = Sandbox(SandboxOptions(time_scale=time_scale, timing=timing, strict=strict), port=port)
     try:
         sb.bind()
     except OSError as exc:
@@ -665,7 +674,8 @@ def serve(port: int, time_scale: float, write_state: bool) -> None:
     if write_state:
         control.write_state(control.SandboxInfo(os.getpid(), sb.port))
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    click.echo(f"multiregion sandbox on {sb.url} (time scale {time_scale:g}); Ctrl-C to stop", err=True)
+    click.echo(f"multiregion sandbox on {sb.url} ({_describe(time_scale, timing, strict)}); Ctrl-C to stop",
+               err=True)
     try:
         sb.serve_forever()
     except KeyboardInterrupt:
@@ -675,16 +685,28 @@ def serve(port: int, time_scale: float, write_state: bool) -> None:
             control.clear_state(os.getpid())
 
 
+def _describe(time_scale: float, timing: str, strict: bool) -> str:
+    return f"time scale {time_scale:g}, timing {timing}" + (", strict" if strict else "")
+
+
 @sandbox.command()
 @click.option("--port", default=control.DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1 (0: any).")
 @click.option("--time-scale", default=None, type=float, help="See `sandbox serve --help`.")
+@click.option("--timing", type=click.Choice(control.TIMING_PROFILES), default=None,
+              help=_TIMING_HELP + " Default: fast.")
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @handle_errors
-def start(port: int, time_scale: float | None) -> None:
+def start(port: int, time_scale: float | None, timing: str | None, strict: bool) -> None:
     """Start a sandbox in the background (or report the one already running)."""
     already = control.running()
-    info = already or control.start(port, time_scale)
+    info = already or control.start(port, time_scale, timing=timing, strict=strict)
     state = "already running" if already else "started"
     click.echo(f"sandbox {state} at {info.url} (pid {info.pid}); logs: {control.log_file()}")
+    differ = control.options_differ(control.ping(info.url), time_scale, timing, strict) if already else []
+    if differ:
+        # A second start never restarts the sandbox: that would drop every resource it holds.
+        click.echo(f"warning: the running sandbox has other {', '.join(differ)} than asked; "
+                   "`multiregion sandbox stop` first to change them", err=True)
 
 
 @sandbox.command()
@@ -703,8 +725,9 @@ def sandbox_status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"running": bool(info), "url": info.url if info else None, **(health or {})}))
     elif info:
-        scale = f", time scale {health['time_scale']:g}" if health else ", not answering"
-        click.echo(f"sandbox running at {info.url} (pid {info.pid}{scale})")
+        options = (f", {_describe(health['time_scale'], health.get('timing', 'fast'), bool(health.get('strict')))}"
+                   if health else ", not answering")
+        click.echo(f"sandbox running at {info.url} (pid {info.pid}{options})")
     else:
         click.echo("no sandbox is running (start one with `multiregion sandbox start`)")
     sys.exit(EXIT_OK if info else EXIT_FAILED)

@@ -74,3 +74,62 @@ def test_background_sandbox_start_status_stop(tmp_path: Any, monkeypatch: pytest
     assert control.running() is None
     with pytest.raises(ProcessLookupError):
         os.kill(info.pid, 0)
+
+
+def test_sandbox_start_passes_timing_and_strict_to_the_background_server() -> None:
+    import boto3
+    from click.testing import CliRunner
+
+    from multiregion.cli import main
+
+    runner = CliRunner()
+    # Time scale 1: the aws profile's 7 s of CREATING is a window no test machine misses.
+    started = runner.invoke(main, ["sandbox", "start", "--port", "0", "--time-scale", "1", "--timing", "aws",
+                                   "--strict"])
+    assert started.exit_code == 0, started.output
+    try:
+        info = control.running()
+        assert info is not None
+        status = json.loads(runner.invoke(main, ["sandbox", "status", "--json"]).stdout)
+        assert (status["timing"], status["strict"], status["time_scale"]) == ("aws", True, 1.0)
+        text = runner.invoke(main, ["sandbox", "status"]).stdout
+        assert "time scale 1, timing aws, strict" in text
+        # What the options do: strict answers CreateTable CREATING, and the aws profile keeps it so.
+        client = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url=info.url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        created = client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                      KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        assert created["TableDescription"]["TableStatus"] == "CREATING"
+        assert client.describe_table(TableName="t")["Table"]["TableStatus"] == "CREATING"
+        # A second start with other options keeps the running sandbox, and says so.
+        again = runner.invoke(main, ["sandbox", "start", "--port", "0", "--timing", "fast"])
+        assert again.exit_code == 0
+        assert "already running" in again.stdout and "other timing" in again.stderr
+        assert control.running() == info
+    finally:
+        assert control.stop() is not None
+
+
+def test_a_timing_profile_the_sandbox_lacks_is_refused_before_anything_starts() -> None:
+    from click.testing import CliRunner
+
+    from multiregion.cli import main
+
+    for command in ("serve", "start"):
+        result = CliRunner().invoke(main, ["sandbox", command, "--port", "0", "--timing", "slow"])
+        assert result.exit_code == 2
+        assert "'fast'" in result.stderr and "'aws'" in result.stderr
+    with pytest.raises(control.SandboxError, match="unknown timing profile 'slow'"):
+        control.start(port=0, timing="slow")
+    assert control.running() is None and control.read_state() is None
+
+
+def test_options_differ_names_only_the_options_asked_for() -> None:
+    health = {"time_scale": 10.0, "timing": "fast", "strict": False}
+    assert control.options_differ(health) == []
+    assert control.options_differ(health, timing="fast") == []
+    assert control.options_differ(health, time_scale=1.0, timing="aws", strict=True) == [
+        "time_scale", "timing", "strict"]
+    assert control.options_differ({**health, "strict": True}) == []  # not asking for strict is no difference
+    assert control.options_differ(None, timing="aws") == []

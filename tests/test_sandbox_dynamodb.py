@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.dynamodb import GlobalTables
 from multiregion.sandbox.server import Sandbox
 from tests.conftest import wait_for
@@ -59,11 +60,9 @@ def test_writes_and_deletes_replicate_both_ways(pair: tuple[Any, Any]) -> None:
 def test_last_writer_wins_and_nothing_echoes(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
     eu, us = pair
     ext = next(e for e in sandbox.app.extensions if type(e).__name__ == "GlobalTables")
-    from multiregion.sandbox.dynamodb import backend
-
     with sandbox.lock:  # both writes land before the replicator sees either: a true conflict
-        backend("eu-west-1").put_item("t", {"id": {"S": "c"}, "v": {"S": "first"}})
-        backend("us-east-1").put_item("t", {"id": {"S": "c"}, "v": {"S": "second"}})
+        moto_compat.put_item("eu-west-1", "t", {"id": {"S": "c"}, "v": {"S": "first"}})
+        moto_compat.put_item("us-east-1", "t", {"id": {"S": "c"}, "v": {"S": "second"}})
     wait_for(lambda: get(eu, "c")["v"] == {"S": "second"})
     assert get(us, "c")["v"] == {"S": "second"}
     # No echo: once settled, further passes apply nothing.
@@ -99,33 +98,28 @@ def test_paused_replication_fault(pair: tuple[Any, Any], sandbox: Sandbox) -> No
 
 def test_a_replicated_delete_never_hides_a_local_write(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
     eu, us = pair
-    from multiregion.sandbox.dynamodb import backend
-
     with sandbox.lock:
         # An item that reached eu-west-1 only (marked as a replicated write there, so it stays put)...
-        backend("eu-west-1").put_item("t", {"id": {"S": "ghost"}})
-        backend("eu-west-1").tables["t"].stream_shard.items[-1]._multiregion_origin = "elsewhere"
+        moto_compat.put_item("eu-west-1", "t", {"id": {"S": "ghost"}})
+        table = moto_compat.dynamodb_table("eu-west-1", "t")
+        assert table is not None
+        shard = moto_compat.stream_shard(table)
+        assert shard is not None
+        moto_compat.mark_replicated(moto_compat.shard_records(shard)[-1], "elsewhere")
         # ...is deleted there, and then us-east-1 writes something else, in the same replication pass.
-        backend("eu-west-1").delete_item("t", {"id": {"S": "ghost"}})
-        backend("us-east-1").put_item("t", {"id": {"S": "local"}})
+        moto_compat.delete_item("eu-west-1", "t", {"id": {"S": "ghost"}})
+        moto_compat.put_item("us-east-1", "t", {"id": {"S": "local"}})
     assert wait_for(lambda: get(eu, "local"))
 
 
-def test_simultaneous_writes_converge_to_one_value(pair: tuple[Any, Any], sandbox: Sandbox,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_simultaneous_writes_converge_to_one_value(pair: tuple[Any, Any], sandbox: Sandbox) -> None:
     import datetime
-
-    import moto.dynamodb.models.table as moto_table
-
-    from multiregion.sandbox.dynamodb import backend
 
     frozen = datetime.datetime(2026, 1, 1)  # naive, as moto keeps its times
     eu, us = pair
-    with sandbox.lock:
-        monkeypatch.setattr(moto_table, "utcnow", lambda: frozen)
-        backend("eu-west-1").put_item("t", {"id": {"S": "tie"}, "v": {"S": "eu"}})
-        backend("us-east-1").put_item("t", {"id": {"S": "tie"}, "v": {"S": "us"}})
-        monkeypatch.undo()
+    with sandbox.lock, moto_compat.dynamodb_clock(frozen):
+        moto_compat.put_item("eu-west-1", "t", {"id": {"S": "tie"}, "v": {"S": "eu"}})
+        moto_compat.put_item("us-east-1", "t", {"id": {"S": "tie"}, "v": {"S": "us"}})
     wait_for(lambda: get(eu, "tie")["v"] == get(us, "tie")["v"])
     # Same time: the region breaks the tie, the same way everywhere.
     assert get(eu, "tie")["v"] == {"S": "us"}

@@ -40,3 +40,13 @@ def test_sandbox_duration_follows_its_options() -> None:
 def test_an_unknown_profile_is_refused_when_the_sandbox_is_made() -> None:
     with pytest.raises(ValueError, match="unknown timing profile 'slow'"):
         Sandbox(SandboxOptions(timing="slow"))
+
+
+def test_the_readme_lists_every_duration_with_its_seconds_on_aws() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## The embedded sandbox\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): [cell.strip() for cell in line.split("|")[2:4]]
+            for line in section.splitlines() if line.startswith("| `")}
+    assert rows == {name: [d.what, f"{d.aws_seconds:g}"] for name, d in timing.DURATIONS.items()}

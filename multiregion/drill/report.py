@@ -95,7 +95,8 @@ class DrillReport:
         if include_records:
             data["requests"] = [{**asdict(r), "t": rel(r.t)} for r in self.requests]
             data["resolutions"] = [{**asdict(r), "t": rel(r.t)} for r in self.resolutions]
-        return _rounded(data)
+        rounded: dict[str, Any] = _rounded(data)
+        return rounded
 
     def records_summary(self) -> dict[str, Any]:
         per_client: dict[str, dict[str, Any]] = {}
@@ -137,7 +138,7 @@ def build_report(*, stack: str, regions: Sequence[str], fault: str, requests: Se
 
 
 def _client_dict(m: ClientMeasures, rel: Any) -> dict[str, Any]:
-    data = _plain(m)
+    data: dict[str, Any] = _plain(m)
     data.pop("client", None)
     for key in ("failed_at", "recovered_at"):
         data["rto"][key] = rel(data["rto"][key])
@@ -148,7 +149,7 @@ def _client_dict(m: ClientMeasures, rel: Any) -> dict[str, Any]:
 def _rpo_dict(value: Rpo | None, rel: Any) -> dict[str, Any] | None:
     if value is None:
         return None
-    data = _plain(value)
+    data: dict[str, Any] = _plain(value)
     data["window"] = [rel(value.window[0]), rel(value.window[1])] if value.window else None
     return data
 

@@ -7,7 +7,7 @@ from typing import Any
 if __package__:
     from . import common
 else:  # at the root of the deployed zip
-    import common  # type: ignore[no-redef]
+    import common  # type: ignore[import-not-found,no-redef]
 
 RESOURCE, METHOD = "/item/{id}", "GET"
 

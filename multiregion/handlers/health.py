@@ -17,7 +17,7 @@ from typing import Any
 if __package__:
     from . import common
 else:  # at the root of the deployed zip
-    import common  # type: ignore[no-redef]
+    import common  # type: ignore[import-not-found,no-redef]
 
 RESOURCE, METHOD = "/health", "GET"
 DEEP_CHECK_ON, DEEP_CHECK_OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")

@@ -31,6 +31,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
 
 TOKEN_LIFETIME = 3600.0  # seconds an IdempotencyToken stays bound to its certificate
@@ -230,7 +231,7 @@ class CertificateValidation(Extension):
                 return None
             request = self.requests.get(arn)
             if request is None:
-                return str(_backend(region).get_certificate(arn).status)
+                return moto_compat.certificate_status(region, arn)
             self._settle(request)
             return self._status(request)
 
@@ -255,11 +256,9 @@ class CertificateValidation(Extension):
             request.outcome, request.issued_at = ISSUED, time.time()
 
     def _record_in_dns(self, domain: str) -> bool:
-        from moto.route53.models import route53_backends
-
         wanted = validation_record(domain)
         name, value = _norm(wanted["Name"]), _norm(wanted["Value"])
-        for zone in route53_backends[ACCOUNT_ID]["aws"].zones.values():
+        for zone in moto_compat.hosted_zones():
             if zone.private_zone or not (name == _norm(zone.name) or name.endswith("." + _norm(zone.name))):
                 continue
             for rrset in zone.rrsets:
@@ -309,24 +308,16 @@ class CertificateValidation(Extension):
 
     @staticmethod
     def _exists(region: str, arn: str) -> bool:
-        from moto.acm.exceptions import CertificateNotFound
-
-        try:
-            _backend(region).get_certificate(arn)
-        except CertificateNotFound:
-            return False
-        return True
+        return moto_compat.certificate_status(region, arn) is not None
 
     @staticmethod
     def _domains_using(region: str, arn: str) -> list[str]:
         """The ARNs of the API Gateway custom domains using the certificate (hold sandbox.lock)."""
-        from moto.apigateway.models import apigateway_backends
-
         from multiregion.sandbox.apigateway_domains import domain_arn
 
         if not region:
             return []
-        domains = apigateway_backends[ACCOUNT_ID][region].domain_names.values()
+        domains = moto_compat.domain_names(region).values()
         return [domain_arn(region, d.domain_name) for d in domains
                 if arn in (d.regional_certificate_arn, d.certificate_arn)]
 
@@ -385,12 +376,6 @@ def _token_key(token: str) -> tuple[float, str]:
     except (ValueError, TypeError, binascii.Error):
         # Not checked against AWS: which error ACM gives for a token it never issued.
         raise ValueError("InvalidArgsException", "The NextToken is not valid") from None
-
-
-def _backend(region: str) -> Any:
-    from moto.acm.models import acm_backends
-
-    return acm_backends[ACCOUNT_ID][region]
 
 
 def _with_body(req: SandboxRequest, body: dict[str, Any]) -> SandboxRequest:

@@ -57,6 +57,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.addresses import endpoint_at, is_address
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
 from multiregion.sandbox.lambda_runtime import InvokeError, LambdaRuntime
@@ -118,14 +119,14 @@ class Node:
             yield child, {**params, name: "/".join(segments)}
 
 
-def resource_tree(api: Any) -> Node:
+def resource_tree(api: moto_compat.RestApi) -> Node:
     """A copy of a moto RestAPI's resources and methods (call under sandbox.lock)."""
-    children: dict[str, list[Any]] = {}
+    children: dict[str, list[moto_compat.Resource]] = {}
     for res in api.resources.values():
         if res.parent_id:
             children.setdefault(res.parent_id, []).append(res)
 
-    def build(res: Any, path: str) -> Node:
+    def build(res: moto_compat.Resource, path: str) -> Node:
         node = Node(path=path, resource_id=res.id)
         for verb, method in res.resource_methods.items():
             integ = method.method_integration
@@ -252,12 +253,11 @@ class ApiDataPlane(Extension):
 
     def _endpoint_names(self) -> list[str]:
         """Every regional domain name and execute-api host in the sandbox (hold sandbox.lock)."""
-        from moto.apigateway.models import apigateway_backends
-
         names: list[str] = []
-        for region, backend in list(apigateway_backends[ACCOUNT_ID].items()):
-            names += [d.regional_domain_name for d in backend.domain_names.values() if d.regional_domain_name]
-            names += [f"{api_id}.execute-api.{region}.amazonaws.com" for api_id in backend.apis]
+        for region in moto_compat.apigateway_regions():
+            names += [d.regional_domain_name for d in moto_compat.domain_names(region).values()
+                      if d.regional_domain_name]
+            names += [f"{api_id}.execute-api.{region}.amazonaws.com" for api_id in moto_compat.rest_apis(region)]
         return names
 
     def _connected(self, req: SandboxRequest, connect_to: str) -> Response:
@@ -274,17 +274,15 @@ class ApiDataPlane(Extension):
     def call(self, host: str, method: str = "GET", path: str = "/", headers: dict[str, str] | None = None,
              body: bytes = b"", query: str = "", source_ip: str = "127.0.0.1") -> Response | None:
         """Serve a request built here (a health check probe, a resolved client), as `serve` does."""
+        all_headers = Headers({"User-Agent": "multiregion-sandbox", **(headers or {})})
         environ = EnvironBuilder(method=method, path=path, base_url=f"https://{host}", query_string=query,
-                                 data=body, headers={"User-Agent": "multiregion-sandbox", **(headers or {})},
-                                 environ_base={"REMOTE_ADDR": source_ip}).get_environ()
+                                 data=body, headers=all_headers, environ_base={"REMOTE_ADDR": source_ip}).get_environ()
         return self.serve(SandboxRequest.from_environ(environ), host)
 
     # ------------------------------------------------------------------ control plane: deployments
 
     def _create_rest_api(self, req: SandboxRequest) -> Response | None:
         """moto drops CreateRestApi's binaryMediaTypes, which decide how bodies cross the proxy integration."""
-        from moto.apigateway.models import apigateway_backends
-
         try:
             types = req.json().get("binaryMediaTypes")
         except (ValueError, AttributeError):
@@ -296,14 +294,12 @@ class ApiDataPlane(Extension):
             if resp.status not in (200, 201):
                 return resp.response()
             data = resp.json()
-            apigateway_backends[ACCOUNT_ID][req.region or ""].apis[data["id"]].binaryMediaTypes = list(types)
+            moto_compat.set_binary_media_types(req.region or "", data["id"], list(types))
         data["binaryMediaTypes"] = list(types)
         # moto answers 200 with nulls for what is unset; API Gateway answers 201 and leaves them out.
         return Response(json.dumps(_without_nulls(data)), status=201, content_type="application/json")
 
     def _create_deployment(self, req: SandboxRequest, api_id: str) -> Response:
-        from moto.apigateway.models import apigateway_backends
-
         region = req.region or ""
         # Forward and snapshot under one lock hold: the snapshot is exactly what this deployment saw.
         with self.sandbox.lock:
@@ -311,7 +307,7 @@ class ApiDataPlane(Extension):
             if resp.status not in (200, 201):
                 return resp.response()
             data = resp.json()
-            api = apigateway_backends[ACCOUNT_ID][region].apis.get(api_id)
+            api = moto_compat.rest_apis(region).get(api_id)
             if data.get("id") and api is not None:
                 self.deployments[(region, api_id, data["id"])] = resource_tree(api)
         # A Deployment as API Gateway writes it: moto adds the stage's name and nulls for what is unset.
@@ -321,14 +317,9 @@ class ApiDataPlane(Extension):
     # ------------------------------------------------------------------ routing (under sandbox.lock)
 
     def _resolve(self, prefix: str, region: str, host: str, path: str) -> Target | Response | None:
-        from moto.apigateway.models import apigateway_backends
-
-        try:
-            backend = apigateway_backends[ACCOUNT_ID][region]
-        except KeyError:
-            return None
+        apis = moto_compat.rest_apis(region)
         segments = [s for s in path.split("/") if s]
-        api = backend.apis.get(prefix)
+        api = apis.get(prefix)
         if api is not None:
             if api.disableExecuteApiEndpoint:
                 return forbidden(region, "the execute-api endpoint of this API is disabled")
@@ -336,17 +327,17 @@ class ApiDataPlane(Extension):
                 return forbidden(region, f"no stage {segments[0] if segments else '(none)'} in API {api.id}")
             rest = segments[1:]
             return self._target(region, api, api.stages[segments[0]], rest, "/" + "/".join(rest), path, host)
-        domain = next((d for d in backend.domain_names.values() if d.regional_domain_name == host), None)
+        domain = next((d for d in moto_compat.domain_names(region).values() if d.regional_domain_name == host), None)
         if domain is None:
             return None
-        mappings = backend.base_path_mappings.get(domain.domain_name, {})
+        mappings = moto_compat.base_path_mappings(region, domain.domain_name)
         if segments and segments[0] != "(none)" and segments[0] in mappings:
             mapping, rest = mappings[segments[0]], segments[1:]
         elif "(none)" in mappings:
             mapping, rest = mappings["(none)"], segments
         else:
             return forbidden(region, f"no base path mapping of {domain.domain_name} matches {path}")
-        api = backend.apis.get(mapping.rest_api_id)
+        api = apis.get(mapping.rest_api_id)
         if api is None:
             return forbidden(region, f"the mapped API {mapping.rest_api_id} does not exist")
         stage_name = mapping.stage
@@ -356,12 +347,12 @@ class ApiDataPlane(Extension):
             return forbidden(region, f"no stage {stage_name or '(none)'} in API {api.id}")
         return self._target(region, api, api.stages[stage_name], rest, path, path, domain.domain_name)
 
-    def _target(self, region: str, api: Any, stage: Any, rest: list[str], event_path: str, context_path: str,
-                domain_name: str) -> Target:
+    def _target(self, region: str, api: moto_compat.RestApi, stage: moto_compat.Stage, rest: list[str],
+                event_path: str, context_path: str, domain_name: str) -> Target:
         tree = self.deployments.get((region, api.id, stage.deployment_id or ""))
         if tree is None:  # a deployment this sandbox did not see being made: serve the live tree
             tree = resource_tree(api)
-        return Target(region=region, api_id=api.id, stage=stage.name, stage_variables=dict(stage.variables or {}),
+        return Target(region=region, api_id=api.id, stage=stage.name or "", stage_variables=dict(stage.variables or {}),
                       tree=tree, segments=rest, event_path=event_path, context_path=context_path,
                       domain_name=domain_name, binary_media_types=list(api.binaryMediaTypes or []))
 
@@ -419,19 +410,16 @@ class ApiDataPlane(Extension):
     def _permitted(self, function_arn: str, function_region: str, target: Target, method: Method,
                    req: SandboxRequest) -> bool:
         """Does the function's resource policy let this API invoke it (lambda:AddPermission)?"""
-        from moto.awslambda.exceptions import LambdaClientError
-        from moto.awslambda.models import lambda_backends
-
         base = f"arn:aws:execute-api:{target.region}:{ACCOUNT_ID}:{target.api_id}/{target.stage}"
         actual_path = "/".join(target.segments)
         sources = {f"{base}/{verb}/{path}" for verb in {req.method.upper(), method.http_method}
                    for path in {method.resource_path.lstrip("/"), actual_path}}
         with self.sandbox.lock:
             try:
-                fn = lambda_backends[ACCOUNT_ID][function_region].get_function(function_arn)
-            except LambdaClientError:
+                fn = moto_compat.function(function_region, function_arn)
+            except moto_compat.ClientError:
                 return False  # deleted since the call was resolved
-            statements = [dict(s) for s in fn.policy.statements]
+            statements = moto_compat.policy_statements(fn)
         wanted = function_arn.removesuffix(":$LATEST")
         return any(_allows(s, wanted, sources) for s in statements)
 

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from werkzeug.wrappers import Response
 
 from multiregion.regions import REGIONS
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.acm import CertificateValidation
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, Forwarded, SandboxRequest, json_response
+from multiregion.sandbox.app import Extension, Forwarded, SandboxRequest, json_response
 
-_PATCHABLE = {"/regionalCertificateArn": "regional_certificate_arn", "/certificateArn": "certificate_arn",
-              "/securityPolicy": "security_policy"}
+_PATCHABLE = moto_compat.DOMAIN_PATCH_ATTRIBUTES
 _SECURITY_POLICIES = ("TLS_1_0", "TLS_1_2")
 DEFAULT_LIMIT, MAX_LIMIT = 25, 500  # GetDomainNames and GetBasePathMappings: "default 25, maximum 500"
 T = TypeVar("T")
@@ -31,12 +31,6 @@ T = TypeVar("T")
 def apigateway_error(code: str, message: str, status: int) -> Response:
     return json_response({"message": message}, status=status, content_type="application/json",
                          headers={"x-amzn-ErrorType": code})
-
-
-def _backend(region: str) -> Any:
-    from moto.apigateway.models import apigateway_backends
-
-    return apigateway_backends[ACCOUNT_ID][region]
 
 
 def endpoint_types(domain: dict[str, Any]) -> list[str]:
@@ -115,7 +109,7 @@ class RegionalDomains(Extension):
         body = req.json()
         name = body.get("domainName") or ""
         with self.sandbox.lock:
-            if name in _backend(region).domain_names:
+            if name in moto_compat.domain_names(region):
                 return apigateway_error("ConflictException", "The domain name you provided already exists.", 409)
             if "REGIONAL" in endpoint_types(body):
                 error = self._check_certificate(region, body.get("regionalCertificateArn"))
@@ -129,7 +123,7 @@ class RegionalDomains(Extension):
     def _update(self, req: SandboxRequest, region: str, name: str) -> Response:
         operations = req.json().get("patchOperations") or []
         with self.sandbox.lock:
-            domain = _backend(region).domain_names.get(name)
+            domain = moto_compat.domain_names(region).get(name)
             if domain is None:
                 return apigateway_error("NotFoundException", "Invalid domain name identifier specified", 404)
             for op in operations:
@@ -142,8 +136,8 @@ class RegionalDomains(Extension):
                 if error is not None:
                     return error
             for op in operations:
-                setattr(domain, _PATCHABLE[op["path"]], op.get("value"))
-            data = domain.to_json()
+                moto_compat.patch_domain(domain, op["path"], op.get("value"))
+            data = moto_compat.domain_json(domain)
         return json_response(aws_form(data, region), content_type="application/json")
 
     def _delete(self, req: SandboxRequest, region: str, name: str) -> Response:
@@ -151,7 +145,7 @@ class RegionalDomains(Extension):
             resp = self.forward(req)
             if resp.status < 300:
                 # On AWS a domain's mappings go with it; moto would hand them to the next domain of that name.
-                _backend(region).base_path_mappings.pop(name, None)
+                moto_compat.drop_base_path_mappings(region, name)
         return resp.response()
 
     def _list(self, req: SandboxRequest, region: str) -> Response:
@@ -168,11 +162,10 @@ class RegionalDomains(Extension):
 
     def _mappings(self, req: SandboxRequest, region: str, name: str) -> Response:
         with self.sandbox.lock:
-            backend = _backend(region)
-            if name not in backend.domain_names:
+            if name not in moto_compat.domain_names(region):
                 return apigateway_error("NotFoundException", "Invalid domain name identifier specified", 404)
             mappings = [{"basePath": m.base_path, "restApiId": m.rest_api_id, "stage": m.stage}
-                        for m in backend.base_path_mappings.get(name, {}).values()]
+                        for m in moto_compat.base_path_mappings(region, name).values()]
         items = [{k: v for k, v in m.items() if v is not None} for m in mappings]
         try:
             page, position = page_of(items, lambda m: str(m["basePath"]), req.raw.args.get("limit"),

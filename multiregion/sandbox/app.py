@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
+from multiregion.sandbox import moto_compat
+from multiregion.sandbox.moto_compat import ACCOUNT_ID as ACCOUNT_ID  # the one account, moto's key
+
 if TYPE_CHECKING:
     from multiregion.sandbox.server import Sandbox
 
-ACCOUNT_ID = "123456789012"
 _SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
@@ -153,10 +155,8 @@ def aws_json_error(code: str, message: str, status: int = 400) -> Response:
 
 class SandboxApp:
     def __init__(self, sandbox: Sandbox):
-        from moto.server import DomainDispatcherApplication, create_backend_app
-
         self.sandbox = sandbox
-        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.moto = moto_compat.server_app()
         self.extensions: list[Extension] = []
         self._local = threading.local()
 

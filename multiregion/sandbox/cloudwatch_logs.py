@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from multiregion.sandbox.app import ACCOUNT_ID
+from multiregion.sandbox import moto_compat
 
 if TYPE_CHECKING:
     from multiregion.sandbox.server import Sandbox
@@ -83,8 +83,6 @@ class FunctionLogs:
         self.sandbox = sandbox
 
     def put(self, region: str, group: str, stream: str, events: list[LogEvent]) -> None:
-        from moto.logs.models import logs_backends
-
         if not events:
             return
         ordered, last = [], 0
@@ -94,8 +92,5 @@ class FunctionLogs:
             last = max(last, timestamp)
             ordered.append({"timestamp": last, "message": message})
         with self.sandbox.lock:
-            backend = logs_backends[ACCOUNT_ID][region]
-            backend.ensure_log_group(group)
-            backend.ensure_log_stream(group, stream)
-            backend.put_log_events(group, stream, ordered)
+            moto_compat.put_log_events(region, group, stream, ordered)
 

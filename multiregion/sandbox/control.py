@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multiregion.sandbox import moto_compat, timing
+
 DEFAULT_PORT = 4599
+TIMING_PROFILES = timing.PROFILES  # what `serve --timing` accepts
 HOME_ENV = "MULTIREGION_HOME"
 
 
@@ -88,18 +91,24 @@ def running() -> SandboxInfo | None:
 
 
 def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: float = 60.0,
-          extra_args: tuple[str, ...] = ()) -> SandboxInfo:
-    """Start a sandbox process in the background and wait until it answers."""
+          extra_args: tuple[str, ...] = (), timing: str | None = None, strict: bool = False) -> SandboxInfo:
+    """Start a sandbox process in the background and wait until it answers. `timing` (a profile of
+    timing.PROFILES) and `strict` are SandboxOptions'; None and False leave the server's defaults. A sandbox
+    that already runs is returned as it is, whatever its options (see `options_differ`)."""
+    if timing is not None and timing not in TIMING_PROFILES:
+        raise SandboxError(f"unknown timing profile {timing!r}; known: {', '.join(TIMING_PROFILES)}")
     if info := running():
         return info
-    try:
-        import moto  # noqa: F401
-    except ImportError:
-        raise SandboxError("the sandbox needs its extra: pip install 'multiregion[sandbox]'") from None
+    if not moto_compat.installed():
+        raise SandboxError("the sandbox needs its extra: pip install 'multiregion[sandbox]'")
     home().mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "multiregion", "sandbox", "serve", "--port", str(port), "--write-state"]
     if time_scale is not None:
         args += ["--time-scale", str(time_scale)]
+    if timing is not None:
+        args += ["--timing", timing]
+    if strict:
+        args.append("--strict")
     args += list(extra_args)
     with open(log_file(), "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -114,6 +123,16 @@ def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: fl
         time.sleep(0.2)
     proc.kill()
     raise SandboxError(f"the sandbox did not answer within {timeout:.0f}s; see {log_file()}")
+
+
+def options_differ(health: dict[str, Any] | None, time_scale: float | None = None, timing: str | None = None,
+                   strict: bool = False) -> list[str]:
+    """What a running sandbox (its /_sandbox/health answer) has other than what a start asked for: the
+    options' names. Unasked options (None, strict False) are never a difference."""
+    if not health:
+        return []
+    wanted: dict[str, Any] = {"time_scale": time_scale, "timing": timing, "strict": strict or None}
+    return [name for name, value in wanted.items() if value is not None and health.get(name) != value]
 
 
 def stop(timeout: float = 10.0) -> SandboxInfo | None:

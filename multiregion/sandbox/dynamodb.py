@@ -53,21 +53,22 @@ Strong global tables (multi-Region strong consistency; AWS's rules and their sou
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox import mrsc
-from multiregion.sandbox.app import ACCOUNT_ID, BackgroundLoop, Extension, SandboxRequest, aws_json_error
+from multiregion.sandbox import moto_compat, mrsc
+from multiregion.sandbox.app import BackgroundLoop, Extension, SandboxRequest, aws_json_error
+from multiregion.sandbox.moto_compat import DynamoItem, DynamoTable, StreamRecord, StreamShard
 
 VERSION = "2019.11.21"
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-_ORIGIN = "_multiregion_origin"  # attribute set on stream records the replicator wrote
 _ERR = "com.amazonaws.dynamodb.v20120810#"
 VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceInUseException", \
     _ERR + "ResourceNotFoundException"
@@ -79,12 +80,6 @@ LOCAL_REGION = ("Cannot add, delete, or update the local region through ReplicaU
                 "DeleteTable, or UpdateTable as required.")
 
 
-def backend(region: str) -> Any:
-    from moto.dynamodb.models import dynamodb_backends
-
-    return dynamodb_backends[ACCOUNT_ID][region]
-
-
 REPLICATION_SERVICE = "replication.dynamodb.amazonaws.com"
 
 
@@ -93,15 +88,11 @@ def denies_replication(region: str, name: str, now: datetime) -> bool:
     isolation (or AWS FIS's global-table-pause-replication) does: then nothing replicates to or from that
     replica (AWS reports it REPLICATION_NOT_AUTHORIZED). A `DateLessThan aws:CurrentTime` condition limits
     the statement in time, as those statements are written to expire."""
-    table = table_in(region, name)
-    if table is None:
+    table = moto_compat.dynamodb_table(region, name)
+    text = moto_compat.resource_policy(region, table) if table is not None else None
+    if not text:
         return False
-    try:
-        policy = backend(region).get_resource_policy(table.table_arn)
-    except Exception:  # moto raises its own error for a table without a resource policy
-        return False
-    document = json.loads(getattr(policy, "policy", None) or getattr(policy, "policy_doc", "{}") or "{}")
-    statements = document.get("Statement", [])
+    statements = json.loads(text).get("Statement", [])
     for statement in statements if isinstance(statements, list) else [statements]:
         principal = (statement.get("Principal") or {})
         services = principal.get("Service", []) if isinstance(principal, dict) else []
@@ -112,19 +103,6 @@ def denies_replication(region: str, name: str, now: datetime) -> bool:
         if until is None or now < datetime.fromisoformat(str(until).replace("Z", "+00:00")):
             return True
     return False
-
-
-def table_in(region: str, name: str) -> Any | None:
-    """moto's table of that name in that region, if any."""
-    return backend(region).tables.get(name)
-
-
-def key_names(table: Any) -> tuple[str, ...]:
-    return tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
-
-
-def holds_items(table: Any) -> bool:
-    return len(table) > 0  # moto counts a table's items with len()
 
 
 def validation_error(message: str) -> Response:
@@ -176,11 +154,11 @@ class GlobalTables(Extension):
         super().__init__(sandbox)
         self.groups: dict[str, ReplicaGroup] = {}
         # (table, region) -> the stream shard being read, and the index of its next record
-        self.offsets: dict[tuple[str, str], tuple[Any, int]] = {}
+        self.offsets: dict[tuple[str, str], tuple[StreamShard | None, int]] = {}
         # (table, region, key) -> (time, writing region) of the newest write applied to that item there
         self.last_write: dict[tuple[str, str, str], tuple[float, str]] = {}
         # (table, target region) -> writes read but not yet applied there (paused, or the pass failed)
-        self.backlog: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+        self.backlog: dict[tuple[str, str], list[tuple[str, StreamRecord]]] = {}
         # (region, table) -> sandbox clock time at which a new table leaves CREATING (strict only)
         self.creating: dict[tuple[str, str], float] = {}
         # read: local writes read from streams; applied / superseded: deliveries to a replica
@@ -295,7 +273,7 @@ class GlobalTables(Extension):
         name, region = body.get("TableName", ""), req.region or ""
         updates = body.pop("ReplicaUpdates") or []
         with self.sandbox.lock:
-            source = backend(region).tables.get(name)
+            source = moto_compat.dynamodb_table(region, name)
             if source is None:
                 return aws_json_error(NOT_FOUND, f"Requested resource not found: Table: {name} not found")
             refusal = self._in_use(name, region)  # CREATING is only ever recorded under strict
@@ -310,11 +288,12 @@ class GlobalTables(Extension):
                     self._create_replica(name, source, region, update["Create"]["RegionName"], ready_at)
                 else:
                     self._delete_replica(name, update["Delete"]["RegionName"])
-            data = backend(region).describe_table(name)
-        self._decorate(data["Table"], region)
-        return wire_response({"TableDescription": data["Table"]})
+            table = moto_compat.describe_table(region, name)
+        self._decorate(table, region)
+        return wire_response({"TableDescription": table})
 
-    def _check_updates(self, name: str, region: str, source: Any, updates: list[dict[str, Any]]) -> Response | None:
+    def _check_updates(self, name: str, region: str, source: DynamoTable,
+                       updates: list[dict[str, Any]]) -> Response | None:
         """Every replica update checked before any is made, as AWS accepts or refuses a request whole."""
         group = self.groups.get(name)
         members = set(group.replicas) if group else {region}
@@ -336,15 +315,15 @@ class GlobalTables(Extension):
                 return error
         return None
 
-    def _check_create(self, name: str, source: Any, target: str, members: set[str]) -> Response | None:
+    def _check_create(self, name: str, source: DynamoTable, target: str, members: set[str]) -> Response | None:
         if target in members:
             return aws_json_error(VALIDATION, f"Failed to create a replica of table {name} in region {target}: "
                                               "replica already exists")
-        stream = source.stream_specification or {}
+        stream = moto_compat.stream_specification(source)
         if stream.get("StreamEnabled") and stream.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
             return aws_json_error(VALIDATION, "Table must have DynamoDB Streams enabled with StreamViewType set to "
                                               "NEW_AND_OLD_IMAGES to add replicas")
-        if name in backend(target).tables:
+        if moto_compat.dynamodb_table(target, name) is not None:
             return aws_json_error(VALIDATION, f"Failed to create a the new replica of table with name: '{name}' "
                                               "because one or more replicas already existed as tables.")
         return None
@@ -356,27 +335,26 @@ class GlobalTables(Extension):
             return last_replica_error(name, target)
         return None
 
-    def _create_replica(self, name: str, source: Any, source_region: str, target: str, ready_at: float) -> None:
-        if not source.stream_specification or not source.stream_specification.get("StreamEnabled"):
-            source.set_stream_specification(STREAM)  # AWS turns the stream on when a replica is added
-        desc = backend(source_region).describe_table(name)["Table"]
+    def _create_replica(self, name: str, source: DynamoTable, source_region: str, target: str,
+                        ready_at: float) -> None:
+        if not moto_compat.stream_specification(source).get("StreamEnabled"):
+            moto_compat.enable_stream(source, STREAM)  # AWS turns the stream on when a replica is added
+        desc = moto_compat.describe_table(source_region, name)
         gsis = [{k: v for k, v in g.items() if k in ("IndexName", "KeySchema", "Projection")}
                 for g in desc.get("GlobalSecondaryIndexes", [])]
-        replica = backend(target).create_table(
-            name, schema=desc["KeySchema"], throughput=None, attr=desc["AttributeDefinitions"],
-            global_indexes=gsis or None, indexes=None, streams=STREAM, billing_mode="PAY_PER_REQUEST",
-            sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None)
-        for item in list(source.all_items()):
-            attrs = item.to_json()["Attributes"]
-            _write_replicated(replica, source_region, lambda a=attrs: backend(target).put_item(name, a))
+        replica = moto_compat.create_table(target, name, desc["KeySchema"], desc["AttributeDefinitions"],
+                                           gsis or None, STREAM)
+        for item in moto_compat.table_items(source):
+            attrs = moto_compat.item_attributes(item)
+            _write_replicated(replica, source_region, functools.partial(moto_compat.put_item, target, name, attrs))
             # The copy is the source's version of the item: an older write still on its way must not win.
             slot = _item_key(source, item)
             if (name, source_region, slot) in self.last_write:
                 self.last_write[(name, target, slot)] = self.last_write[(name, source_region, slot)]
         # The backfill carried everything written so far: replication starts from here on both sides. Writes
         # still held for the source are not in it, so the new replica waits for them too.
-        self.offsets.setdefault((name, source_region), (source.stream_shard, len(source.stream_shard.items)))
-        self.offsets[(name, target)] = (replica.stream_shard, len(replica.stream_shard.items))
+        self.offsets.setdefault((name, source_region), _stream_end(source))
+        self.offsets[(name, target)] = _stream_end(replica)
         self.backlog[(name, target)] = list(self.backlog.get((name, source_region), []))
         group = self.groups.setdefault(name, ReplicaGroup(name, {source_region: Replica(ACTIVE)}))
         group.replicas[target] = Replica(CREATING, ready_at)
@@ -389,8 +367,8 @@ class GlobalTables(Extension):
         self._remove_replica(name, target)
 
     def _remove_replica(self, name: str, target: str) -> None:
-        if name in backend(target).tables:
-            backend(target).delete_table(name)
+        if moto_compat.dynamodb_table(target, name) is not None:
+            moto_compat.delete_table(target, name)
         self._left_group(name, target)
 
     def _left_group(self, name: str, region: str) -> None:
@@ -431,11 +409,13 @@ class GlobalTables(Extension):
         group = self.groups.get(name)
         if group is None or region not in group.replicas or len(group.replicas) < 2:
             return False
-        table = backend(region).tables.get(name)
-        if table is not None and table.stream_shard is not None:
+        table = moto_compat.dynamodb_table(region, name)
+        current = None if table is None else moto_compat.stream_shard(table)
+        if current is not None:
             shard, start = self.offsets.get((name, region), (None, 0))
-            unread = table.stream_shard.items[start:] if shard is table.stream_shard else table.stream_shard.items
-            if any(not getattr(rec, _ORIGIN, None) for rec in unread):
+            records = moto_compat.shard_records(current)
+            unread = records[start:] if shard is current else records
+            if any(moto_compat.replicated_from(rec) is None for rec in unread):
                 return True
         staying = {r for r, replica in group.replicas.items() if r != region and replica.status != DELETING}
         return any(source == region for target in staying for source, _ in self.backlog.get((name, target), []))
@@ -459,7 +439,7 @@ class GlobalTables(Extension):
         name, region = body.get("TableName", ""), req.region or ""
         request = mrsc.Request.of(body)
         with self.sandbox.lock:
-            source = table_in(region, name)
+            source = moto_compat.dynamodb_table(region, name)
             if source is None:
                 return aws_json_error(NOT_FOUND, f"Requested resource not found: Table: {name} not found")
             group = self.groups.get(name)
@@ -485,11 +465,11 @@ class GlobalTables(Extension):
                 self._dissolve(name, request)
             else:
                 self._create_strong(name, source, region, request)
-            data = backend(region).describe_table(name)
+            data = {"Table": moto_compat.describe_table(region, name)}
         self._decorate(data["Table"], region)
         return wire_response({"TableDescription": data["Table"]})
 
-    def _check_strong_creation(self, name: str, source: Any, request: mrsc.Request,
+    def _check_strong_creation(self, name: str, source: DynamoTable, request: mrsc.Request,
                                membership: mrsc.Membership) -> Response | None:
         if membership.region in request.replicas("Create"):
             return validation_error(LOCAL_REGION)
@@ -500,7 +480,7 @@ class GlobalTables(Extension):
             refusal = self._check_create(name, source, target, {membership.region})
             if refusal is not None:
                 return refusal
-        return validation_error(mrsc.NOT_EMPTY) if holds_items(source) else None
+        return validation_error(mrsc.NOT_EMPTY) if moto_compat.holds_items(source) else None
 
     def _check_strong_change(self, name: str, request: mrsc.Request, membership: mrsc.Membership) -> Response | None:
         for update in request.replica_updates:
@@ -518,7 +498,7 @@ class GlobalTables(Extension):
         unreplicated = [t for t in request.replicas("Delete") if self.sandbox.strict and self._unreplicated(name, t)]
         return last_replica_error(name, unreplicated[0]) if unreplicated else None
 
-    def _create_strong(self, name: str, source: Any, region: str, request: mrsc.Request) -> None:
+    def _create_strong(self, name: str, source: DynamoTable, region: str, request: mrsc.Request) -> None:
         ready_at = self.sandbox.now() + self.sandbox.duration("replica_active")
         for target in request.replicas("Create"):
             self._create_replica(name, source, region, target, ready_at)
@@ -578,7 +558,7 @@ class GlobalTables(Extension):
         here and in every reachable replica before it is acknowledged."""
         region, now = req.region or "", self.sandbox.now()
         slots = [(g.name, _key_of(k)) for g in groups
-                 for k in mrsc.written_keys(op, body, g.name, key_names(table_in(region, g.name)))]
+                 for k in mrsc.written_keys(op, body, g.name, _key_names(region, g.name))]
         if self.in_flight.conflicts(slots, region, now):
             return aws_json_error(CONFLICT, mrsc.CONFLICT)
         resp = self.forward(req)
@@ -625,14 +605,15 @@ class GlobalTables(Extension):
         return cut
 
     def _replicate_group(self, group: ReplicaGroup, paused: set[str]) -> int:
-        records = []
+        records: list[tuple[str, StreamRecord]] = []
         for region in list(group.replicas):
-            table = backend(region).tables.get(group.name)
-            if table is None or table.stream_shard is None:
+            table = moto_compat.dynamodb_table(region, group.name)
+            shard = None if table is None else moto_compat.stream_shard(table)
+            if shard is None:
                 continue
-            records += [(region, rec) for rec in self._new_records(group.name, region, table)]
+            records += [(region, rec) for rec in self._new_records(group.name, region, shard)]
         # First learn every region's own writes, then apply in time order, so last writer wins.
-        outgoing = [(r, rec) for r, rec in records if not getattr(rec, _ORIGIN, None)]
+        outgoing = [(r, rec) for r, rec in records if moto_compat.replicated_from(rec) is None]
         self.stats["read"] += len(outgoing)
         for region, rec in outgoing:
             slot = (group.name, region, _key(rec))
@@ -650,7 +631,7 @@ class GlobalTables(Extension):
             applied += self._deliver(group.name, target, serialized=group.strong, held_sources=isolated)
         return applied
 
-    def _deliver(self, name: str, target: str, serialized: bool = False, held_sources: set[str] = frozenset()) -> int:
+    def _deliver(self, name: str, target: str, serialized: bool = False, held_sources: Collection[str] = ()) -> int:
         """Apply the target's backlog in time order; a write leaves the backlog only once applied.
 
         A strong group's writes are `serialized`: each was replicated before the next was accepted, so the
@@ -659,7 +640,7 @@ class GlobalTables(Extension):
         if not serialized:
             held.sort(key=lambda item: _version(item[1], item[0]))
         applied = 0
-        kept: list[tuple[str, Any]] = []
+        kept: list[tuple[str, StreamRecord]] = []
         done = 0
         try:
             for region, rec in held:
@@ -672,25 +653,26 @@ class GlobalTables(Extension):
             held[:done] = kept
         return applied
 
-    def _new_records(self, name: str, region: str, table: Any) -> list[Any]:
-        shard = table.stream_shard
+    def _new_records(self, name: str, region: str, shard: StreamShard) -> list[StreamRecord]:
+        items = moto_compat.shard_records(shard)
         known, start = self.offsets.get((name, region), (None, 0))
-        if known is not shard or start > len(shard.items):
+        if known is not shard or start > len(items):
             start = 0  # a new stream (the table was recreated): read it from its beginning
-        self.offsets[(name, region)] = (shard, len(shard.items))
-        return shard.items[start:]
+        self.offsets[(name, region)] = (shard, len(items))
+        return items[start:]
 
-    def _apply(self, name: str, source: str, target: str, rec: Any, serialized: bool = False) -> int:
+    def _apply(self, name: str, source: str, target: str, rec: StreamRecord, serialized: bool = False) -> int:
         slot, version = (name, target, _key(rec)), _version(rec, source)
-        table = backend(target).tables.get(name)
+        table = moto_compat.dynamodb_table(target, name)
         if table is None or (not serialized and self.last_write.get(slot, _NEVER) > version):
             self.stats["superseded"] += 1
             return 0  # the target holds a newer write; it replicates the other way
-        data = rec.record["dynamodb"]
-        if rec.record["eventName"] == "REMOVE":
-            _write_replicated(table, source, lambda: backend(target).delete_item(name, data["Keys"]))
+        body = moto_compat.record_body(rec)
+        data = body["dynamodb"]
+        if body["eventName"] == "REMOVE":
+            _write_replicated(table, source, lambda: moto_compat.delete_item(target, name, data["Keys"]))
         else:
-            _write_replicated(table, source, lambda: backend(target).put_item(name, data["NewImage"]))
+            _write_replicated(table, source, lambda: moto_compat.put_item(target, name, data["NewImage"]))
         self.last_write[slot] = version
         self.stats["applied"] += 1
         return 1
@@ -709,39 +691,48 @@ def _epoch_seconds(value: Any) -> float:
     raise TypeError(f"{type(value).__name__} has no DynamoDB wire form")
 
 
-def _write_replicated(table: Any, origin: str, write: Callable[[], Any]) -> None:
+def _stream_end(table: DynamoTable) -> tuple[StreamShard | None, int]:
+    """The table's stream and the position after its last record: where reading it goes on."""
+    shard = moto_compat.stream_shard(table)
+    return shard, 0 if shard is None else len(moto_compat.shard_records(shard))
+
+
+def _write_replicated(table: DynamoTable, origin: str, write: Callable[[], Any]) -> None:
     """Make a write that came from `origin`, and mark the stream record it added, so it is never sent back.
     A write that changed nothing (a delete of an item that was not there) adds no record: nothing is marked."""
-    before = len(table.stream_shard.items) if table.stream_shard is not None else 0
+    _, before = _stream_end(table)
     write()
-    if table.stream_shard is not None and len(table.stream_shard.items) > before:
-        setattr(table.stream_shard.items[-1], _ORIGIN, origin)
+    shard, after = _stream_end(table)
+    if shard is not None and after > before:
+        moto_compat.mark_replicated(moto_compat.shard_records(shard)[-1], origin)
 
 
 _NEVER = (0.0, "")
 
 
-def _version(rec: Any, region: str) -> tuple[float, str]:
+def _version(rec: StreamRecord, region: str) -> tuple[float, str]:
     """Last writer wins per item: by write time, ties broken by region so every replica agrees."""
     return _timestamp(rec), region
 
 
-def _key(rec: Any) -> str:
-    return _key_of(rec.record["dynamodb"]["Keys"])
+def _key(rec: StreamRecord) -> str:
+    return _key_of(moto_compat.record_body(rec)["dynamodb"]["Keys"])
 
 
-def _item_key(table: Any, item: Any) -> str:
+def _item_key(table: DynamoTable, item: DynamoItem) -> str:
     """The key of one of moto's items, as `_key` gives it for a stream record of that item."""
-    keys = {table.hash_key_attr: item.hash_key.to_json()}
-    if table.range_key_attr is not None and item.range_key is not None:
-        keys[table.range_key_attr] = item.range_key.to_json()
-    return _key_of(keys)
+    return _key_of(moto_compat.item_key(table, item))
+
+
+def _key_names(region: str, name: str) -> tuple[str, ...]:
+    table = moto_compat.dynamodb_table(region, name)
+    return moto_compat.key_names(table) if table is not None else ()
 
 
 def _key_of(keys: dict[str, Any]) -> str:
     return repr(sorted((k, sorted(v.items())) for k, v in keys.items()))
 
 
-def _timestamp(rec: Any) -> float:
-    value = rec.record["dynamodb"]["ApproximateCreationDateTime"]
+def _timestamp(rec: StreamRecord) -> float:
+    value = moto_compat.record_body(rec)["dynamodb"]["ApproximateCreationDateTime"]
     return value.timestamp() if hasattr(value, "timestamp") else float(value)

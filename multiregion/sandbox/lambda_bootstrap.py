@@ -116,7 +116,7 @@ class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
     request_id = ""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -185,9 +185,9 @@ def load_handler(spec: str) -> tuple[Any, str | None]:
 
 
 def _stack(exc: BaseException) -> list[str]:
-    frames = traceback.extract_tb(exc.__traceback__)
     # Drop the runtime's own frames, as AWS shows only the function's.
-    frames = [f for f in frames if os.path.abspath(f.filename) != os.path.abspath(__file__)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) != os.path.abspath(__file__)]
     return traceback.format_list(frames)
 
 

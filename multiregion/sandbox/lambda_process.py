@@ -25,7 +25,7 @@ import sys
 import threading
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 
@@ -42,7 +42,7 @@ class EnvironmentProcess:
     """
 
     pid: int
-    stdin: BinaryIO
+    stdin: IO[bytes]
     stdout_fd: int
     _closed = False
 
@@ -86,7 +86,7 @@ class SpawnedProcess(EnvironmentProcess):
 
 
 class ForkedProcess(EnvironmentProcess):
-    def __init__(self, server: ForkServer, pid: int, stdin: BinaryIO, stdout_fd: int):
+    def __init__(self, server: ForkServer, pid: int, stdin: IO[bytes], stdout_fd: int):
         self.server, self.pid, self.stdin, self.stdout_fd = server, pid, stdin, stdout_fd
         self._status: str | None = None
         self._lock = threading.Lock()
@@ -167,7 +167,8 @@ class ForkServer:
                 raise ProcessGone("the fork server closed its socket")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def close(self) -> None:
         # On EOF the fork server kills the environments it still has, then exits.

@@ -52,7 +52,8 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest, aws_json_error, json_response
+from multiregion.sandbox import moto_compat
+from multiregion.sandbox.app import Extension, SandboxRequest, aws_json_error, json_response
 from multiregion.sandbox.cloudwatch_logs import (
     FunctionLogs,
     LogEvent,
@@ -217,7 +218,8 @@ class Worker:
                 self._buf += chunk
         line, _, rest = bytes(self._buf).partition(b"\n")
         self._buf = bytearray(rest)
-        return json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def kill(self) -> str:
         """Stop the environment (from any thread); how it ended ("exit status 1", "signal: 9")."""
@@ -240,7 +242,7 @@ class LambdaRuntime(Extension):
         self._busy: dict[str, int] = {}
         self._latest: dict[str, tuple[Any, ...]] = {}
         self._workers: set[Worker] = set()
-        self._tokens: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._tokens: weakref.WeakKeyDictionary[moto_compat.Function, int] = weakref.WeakKeyDictionary()
         self._token_counter = count(1)
         self._root: Path | None = None
         self._extract_lock = threading.Lock()
@@ -301,21 +303,18 @@ class LambdaRuntime(Extension):
         """What a call of the deployed function (name, ARN or qualified ARN) runs: a snapshot of it, or of its
         previous code and configuration while an update is in progress. InvokeError when Lambda would refuse
         the call (404 unknown, 409 Pending in strict mode)."""
-        from moto.awslambda.exceptions import LambdaClientError
-        from moto.awslambda.models import lambda_backends
-
         if qualifier == "$LATEST":
             qualifier = None
         with self.sandbox.lock:
             try:
-                fn = lambda_backends[ACCOUNT_ID][region].get_function(function, qualifier)
-            except LambdaClientError as exc:
-                raise InvokeError(exc.error_type, exc.message, exc.code) from None
+                fn = moto_compat.function(region, function, qualifier)
+            except moto_compat.ClientError as exc:
+                raise InvokeError(exc.code, exc.message, exc.status) from None
             spec = self.spec_of(fn, region)
             states = self._states()
             return spec if states is None else states.for_invocation(fn, spec)
 
-    def spec_of(self, fn: Any, region: str) -> FunctionSpec:
+    def spec_of(self, fn: moto_compat.Function, region: str) -> FunctionSpec:
         """A snapshot of moto's function `fn` (the caller holds sandbox.lock)."""
         token = self._tokens.get(fn)
         if token is None:
@@ -447,9 +446,10 @@ class LambdaRuntime(Extension):
 
     def _evict(self, spec: FunctionSpec) -> list[Worker]:
         """Idle environments that must not serve again: other code or configuration, or idle too long."""
-        now, stale = time.monotonic(), []
+        now = time.monotonic()
+        stale: list[Worker] = []
         for arn, idle in self._idle.items():
-            keep = []
+            keep: list[Worker] = []
             for w in idle:
                 old = now - w.last_used > IDLE_LIFETIME or (arn == spec.arn and w.key != spec.key)
                 (stale if old else keep).append(w)

@@ -45,7 +45,8 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, Forwarded, SandboxRequest, json_response
+from multiregion.sandbox import moto_compat
+from multiregion.sandbox.app import Extension, Forwarded, SandboxRequest, json_response
 from multiregion.sandbox.lambda_runtime import FunctionSpec, InvokeError, LambdaRuntime
 
 CREATING_REASON = "The function is being created."
@@ -89,9 +90,9 @@ class FunctionStates(Extension):
 
     def __init__(self, sandbox: Any):
         super().__init__(sandbox)
-        self._progress: weakref.WeakKeyDictionary[Any, Progress] = weakref.WeakKeyDictionary()
+        self._progress: weakref.WeakKeyDictionary[moto_compat.Function, Progress] = weakref.WeakKeyDictionary()
         # moto's roles -> when CreateRole returned, on this extension's clock.
-        self._roles: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._roles: weakref.WeakKeyDictionary[moto_compat.Role, float] = weakref.WeakKeyDictionary()
 
     def reset(self) -> None:
         self._progress = weakref.WeakKeyDictionary()
@@ -127,15 +128,13 @@ class FunctionStates(Extension):
 
     def _create_role(self, req: SandboxRequest) -> Response | None:
         """Notes when a role was created, on the same clock as the functions' states."""
-        from moto.iam.models import iam_backends
-
         form = parse_qs(req.body.decode(errors="replace"))
         if form.get("Action") != ["CreateRole"] or not form.get("RoleName"):
             return None
         with self.sandbox.lock:
             resp = self.forward(req)
             if resp.status == 200:
-                self._roles[iam_backends[ACCOUNT_ID]["aws"].get_role(form["RoleName"][0])] = self.clock()
+                self._roles[moto_compat.role(form["RoleName"][0])] = self.clock()
         return resp.response()
 
     def _create(self, req: SandboxRequest, region: str) -> Response:
@@ -231,7 +230,7 @@ class FunctionStates(Extension):
 
     # ------------------------------------------------------------------ what the runtime asks
 
-    def for_invocation(self, fn: Any, spec: FunctionSpec) -> FunctionSpec:
+    def for_invocation(self, fn: moto_compat.Function, spec: FunctionSpec) -> FunctionSpec:
         """What a call of `fn` runs (the caller holds sandbox.lock); InvokeError while it is Pending (strict)."""
         progress = self._progress.get(fn)
         if progress is None:
@@ -270,14 +269,10 @@ class FunctionStates(Extension):
 
     def _role_refusal(self, role_arn: Any) -> Response | None:
         """Lambda's refusal of a role IAM has not propagated yet (a missing role is moto's to refuse)."""
-        from moto.iam.exceptions import NotFoundException
-        from moto.iam.models import iam_backends
-
         if not isinstance(role_arn, str):
             return None
-        try:
-            role = iam_backends[ACCOUNT_ID]["aws"].get_role_by_arn(role_arn)
-        except NotFoundException:
+        role = moto_compat.role_by_arn(role_arn)
+        if role is None:
             return None
         created = self._roles.get(role)
         if created is None:  # not created through the sandbox's endpoint: moto's date (naive UTC) tells
@@ -288,14 +283,11 @@ class FunctionStates(Extension):
 
     # ------------------------------------------------------------------ helpers
 
-    def _latest(self, region: str, function: str, qualifier: str | None) -> Any:
+    def _latest(self, region: str, function: str, qualifier: str | None) -> moto_compat.Function | None:
         """moto's $LATEST function named by `function` (and `qualifier`), or None (unknown, or a version)."""
-        from moto.awslambda.exceptions import LambdaClientError
-        from moto.awslambda.models import lambda_backends
-
         try:
-            fn = lambda_backends[ACCOUNT_ID][region].get_function(function, qualifier)
-        except LambdaClientError:
+            fn = moto_compat.function(region, function, qualifier)
+        except moto_compat.ClientError:
             return None
         return fn if str(fn.version) == "$LATEST" else None
 
@@ -331,5 +323,5 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _unqualified(fn: Any) -> str:
+def _unqualified(fn: moto_compat.Function) -> str:
     return str(fn.function_arn).removesuffix(":$LATEST")

@@ -8,7 +8,7 @@ The pieces live in their own modules and are wired in together by `route53_exten
                     global name over HTTP: a request whose Host is a routed name is served by the region
                     the DNS answer points to
 
-This module holds what they share (the moto backend, XML in and out, AWS-shaped errors), CreateHostedZone's
+This module holds what they share (XML in and out, AWS-shaped errors), CreateHostedZone's
 CallerReference rule, and change status (`RecordChanges`): every ChangeResourceRecordSets, CreateHostedZone
 and DeleteHostedZone answer gets a change id of its own that GetChange knows (moto answers one fixed id,
 always INSYNC). Under `SandboxOptions.strict` the change is PENDING, as AWS answers it, and GetChange says
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
 
-from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
+from multiregion.sandbox.app import Extension, SandboxRequest
 
 if TYPE_CHECKING:
     from multiregion.sandbox.server import Sandbox
@@ -156,13 +156,6 @@ class HostedZoneReferences(Extension):
         return self.sandbox.extension(RecordChanges).submitted(self.forward(req).response())
 
 
-def backend() -> Any:
-    """moto's Route 53 backend (global: one per partition). Hold sandbox.lock while using it."""
-    from moto.route53.models import route53_backends
-
-    return route53_backends[ACCOUNT_ID]["aws"]
-
-
 def zone_id_of(value: str) -> str:
     """A hosted zone id as given (`Z123` or `/hostedzone/Z123`), bare."""
     return value.rsplit("/", 1)[-1]
@@ -180,7 +173,7 @@ def is_route53(req: SandboxRequest) -> bool:
 
 # ---------------------------------------------------------------------------------------------- routing
 
-Handler = Callable[..., Response]
+Handler = Callable[..., Response | None]  # None: let the request through to moto
 Route = tuple[str, "re.Pattern[str]", Handler]
 
 
@@ -277,7 +270,8 @@ def xml_document(root: str, content: dict[str, Any]) -> bytes:
     el = ET.Element(root, xmlns=XMLNS)
     for key, value in content.items():
         build(el, key, value)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8")
+    body: bytes = ET.tostring(el, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def xml_response(root: str, content: dict[str, Any], status: int = 200,

@@ -42,12 +42,13 @@ from typing import Any, TypeVar
 from werkzeug.wrappers import Response
 
 from multiregion.regions import REGIONS, distance_km, region_of_ip
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.addresses import endpoint_addresses, is_address
 from multiregion.sandbox.app import Extension, SandboxRequest, json_response
+from multiregion.sandbox.moto_compat import HostedZone, RecordSet
 from multiregion.sandbox.route53 import (
     Members,
     Route53Error,
-    backend,
     dispatch,
     fqdn,
     route,
@@ -167,8 +168,8 @@ class PolicyEvaluator:
         if kind == "weighted":
             return _weighted([(int(i.get("Weight", 0)), c, ok) for i, c, ok in options])
         # geo: the sandbox has no country data for clients, so the default location (else the first) answers
-        healthy = [(i, c) for i, c, ok in options if ok] or [(i, c) for i, c, _ in options]
-        _, choice = next(((i, c) for i, c in healthy if i.get("IsDefault")), healthy[0])
+        located = [(i, c) for i, c, ok in options if ok] or [(i, c) for i, c, _ in options]
+        _, choice = next(((i, c) for i, c in located if i.get("IsDefault")), located[0])
         return Choice(choice.values, any(ok for _, _, ok in options))
 
     def _failover(self, rule: dict[str, Any]) -> Choice:
@@ -244,7 +245,7 @@ class DnsAnswers(Extension):
             zone = self._zone(zone_id)
             if zone.private_zone:
                 raise Route53Error("InvalidInput", "TestDNSAnswer supports public hosted zones only")
-            nameserver = zone.delegation_set.name_servers[0] if zone.delegation_set else "ns-2048.awsdns-64.com"
+            nameserver = moto_compat.name_server(zone) or "ns-2048.awsdns-64.com"
         values, code = self.resolve(zone_id, name, rtype, region)
         return xml_response("TestDNSAnswerResponse", {
             "Nameserver": nameserver, "RecordName": name, "RecordType": rtype,
@@ -268,7 +269,7 @@ class DnsAnswers(Extension):
 
     # ------------------------------------------------------------------ answering (hold sandbox.lock)
 
-    def _choose(self, zone: Any, name: str, rtype: str, region: str, depth: int) -> Choice | None:
+    def _choose(self, zone: HostedZone, name: str, rtype: str, region: str, depth: int) -> Choice | None:
         """The answer for name and type in the zone; None when the name does not exist there."""
         records = [r for r in zone.rrsets if fqdn(r.name) == name]
         if not records:
@@ -277,13 +278,13 @@ class DnsAnswers(Extension):
         if inst is not None and (rtype == inst.type or inst.type == "CNAME"):
             return PolicyEvaluator(self._policies().document(inst), region, self._check_healthy,
                                    lambda target, kind: self._alias_values(target, kind, region, depth)).start()
-        plain = [r for r in records if not getattr(r, "traffic_policy_instance_id", None)]
+        plain = [r for r in records if not moto_compat.policy_instance_of(r)]
         typed = [r for r in plain if r.type == rtype] or [r for r in plain if r.type == "CNAME"]
         if not typed:
             return Choice([], True)
         return self._route_records(typed, region, depth)
 
-    def _route_records(self, records: list[Any], region: str, depth: int) -> Choice:
+    def _route_records(self, records: list[RecordSet], region: str, depth: int) -> Choice:
         options = [(r, self._values(r, region, depth), self._record_healthy(r, depth)) for r in records]
         first = records[0]
         if first.region:
@@ -305,7 +306,7 @@ class DnsAnswers(Extension):
             return Choice(chosen[1], chosen[2])
         return Choice([x for _, v, _ in options for x in v], all(ok for _, _, ok in options))
 
-    def _values(self, record: Any, region: str, depth: int) -> list[str]:
+    def _values(self, record: RecordSet, region: str, depth: int) -> list[str]:
         if not record.alias_target:
             return [r["Value"] if isinstance(r, dict) else str(r) for r in record.records or []]
         return self._alias_values(str(record.alias_target.get("DNSName", "")), record.type, region, depth)
@@ -321,7 +322,7 @@ class DnsAnswers(Extension):
             return [v for v in (choice.values if choice else []) if is_address(v)]
         return endpoint_addresses(target, ADDRESS_TYPES[rtype])
 
-    def _record_healthy(self, record: Any, depth: int) -> bool:
+    def _record_healthy(self, record: RecordSet, depth: int) -> bool:
         ok = self._check_healthy(record.health_check_id) if record.health_check_id else True
         alias = record.alias_target or {}
         if ok and alias and _flag(alias.get("EvaluateTargetHealth"), False):
@@ -348,22 +349,22 @@ class DnsAnswers(Extension):
         return self.sandbox.extension(TrafficPolicies)
 
     @staticmethod
-    def _zone(zone_id: str) -> Any:
-        zone = backend().zones.get(zone_id_of(zone_id))
+    def _zone(zone_id: str) -> HostedZone:
+        zone = moto_compat.hosted_zone(zone_id_of(zone_id))
         if zone is None:
             raise Route53Error("NoSuchHostedZone", f"No hosted zone found with ID: {zone_id_of(zone_id)}", 404)
         return zone
 
     @staticmethod
-    def _zone_of(name: str) -> Any:
+    def _zone_of(name: str) -> HostedZone | None:
         """The public sandbox hosted zone that holds `name` (the most specific one)."""
-        zones = [z for z in backend().zones.values()
+        zones = [z for z in moto_compat.hosted_zones()
                  if not z.private_zone and (name == fqdn(z.name) or name.endswith("." + fqdn(z.name)))]
         return max(zones, key=lambda z: len(z.name), default=None)
 
     # ------------------------------------------------------------------ the global name (hold sandbox.lock)
 
-    def _routed_name(self, name: str) -> tuple[Any, str] | None:
+    def _routed_name(self, name: str) -> tuple[HostedZone, str] | None:
         """The zone and record type of a name with a policy record or latency records, else None."""
         zone = self._zone_of(name)
         if zone is None:
@@ -374,7 +375,7 @@ class DnsAnswers(Extension):
         latency = next((r for r in zone.rrsets if fqdn(r.name) == name and r.set_identifier and r.region), None)
         return (zone, latency.type) if latency is not None else None
 
-    def _chase(self, zone: Any, name: str, rtype: str, region: str) -> str | None:
+    def _chase(self, zone: HostedZone, name: str, rtype: str, region: str) -> str | None:
         """Resolve like a stub resolver: follow answers that are names in sandbox zones to the final host."""
         for depth in range(MAX_DEPTH):
             choice = self._choose(zone, name, rtype, region, depth)

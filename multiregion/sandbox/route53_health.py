@@ -61,12 +61,12 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.app import BackgroundLoop, Extension, SandboxRequest
 from multiregion.sandbox.route53 import (
     LOCATION,
     Members,
     Route53Error,
-    backend,
     dispatch,
     moto_get,
     parse_xml,
@@ -127,7 +127,7 @@ class CheckSpec:
     health_threshold: int = 0
 
     @classmethod
-    def of(cls, hc: Any) -> CheckSpec:
+    def of(cls, hc: moto_compat.HealthCheck) -> CheckSpec:
         return cls(id=hc.id, type=hc.type_ or "", ip=hc.ip_address, port=int(hc.port or 80), fqdn=hc.fqdn,
                    path=hc.resource_path or "/", search=hc.search_string, interval=int(hc.request_interval or 30),
                    threshold=int(hc.failure_threshold or 3), inverted=_flag(hc.inverted),
@@ -335,7 +335,7 @@ class HealthChecks(Extension):
         with self.sandbox.lock:
             known = self.references.get(reference)
             if known is not None:
-                if known.deleted or known.health_check_id not in backend().health_checks:
+                if known.deleted or moto_compat.health_check(known.health_check_id) is None:
                     raise Route53Error("HealthCheckAlreadyExists", f"The caller reference {reference!r} belonged to "
                                        "a health check that was deleted; a caller reference cannot be reused.", 409)
                 if known.settings != settings:
@@ -346,9 +346,10 @@ class HealthChecks(Extension):
             if answer.status != 201:
                 return answer.response()
             check_id = parse_xml(answer.body).findtext("HealthCheck/Id") or ""
-            hc = backend().health_checks[check_id]
+            hc = moto_compat.health_check(check_id)
+            assert hc is not None, "moto answered 201 for a check it does not hold"
             if config.find("Port") is None and "Port" in settings:
-                hc.port = int(settings["Port"])  # moto defaults every type to 80; AWS uses 443 for HTTPS
+                moto_compat.set_health_check_port(hc, int(settings["Port"]))  # AWS's default for the type
             self.references[reference] = Reference(check_id, settings)
             spec = CheckSpec.of(hc)
         self._track(spec)
@@ -397,7 +398,7 @@ class HealthChecks(Extension):
         clears Regions and ChildHealthChecks), ResetElements, HealthCheckVersion checked and incremented."""
         root = parse_xml(req.body)
         with self.sandbox.lock:
-            hc = backend().health_checks.get(check_id)
+            hc = moto_compat.health_check(check_id)
             if hc is None:
                 raise Route53Error("NoSuchHealthCheck", f"A health check with id {check_id} does not exist.", 404)
             version = text(root, "HealthCheckVersion")
@@ -408,15 +409,13 @@ class HealthChecks(Extension):
             answer = self.forward(req)
             if answer.status != 200:
                 return answer.response()
-            if root.find("Regions") is None:
-                hc.regions = regions
-            if root.find("ChildHealthChecks") is None:
-                hc.children = children
+            moto_compat.keep_health_check_lists(hc, regions if root.find("Regions") is None else hc.regions,
+                                                children if root.find("ChildHealthChecks") is None else hc.children)
             resets = {(el.text or "").strip() for el in root.findall("ResetElements/ResettableElementName")}
-            for element, attribute in RESETTABLE.items():
+            for element in RESETTABLE:
                 if element in resets:
-                    setattr(hc, attribute, None)
-            hc.health_check_version += 1
+                    moto_compat.reset_health_check_element(hc, element)
+            moto_compat.bump_health_check_version(hc)
             spec = CheckSpec.of(hc)
         self._track(spec)
         check = moto_get(self, req, f"/2013-04-01/healthcheck/{check_id}").find("HealthCheck")
@@ -424,7 +423,7 @@ class HealthChecks(Extension):
 
     def _delete(self, req: SandboxRequest, check_id: str) -> Response:
         with self.sandbox.lock:
-            if check_id not in backend().health_checks:
+            if moto_compat.health_check(check_id) is None:
                 raise Route53Error("NoSuchHealthCheck", f"A health check with id {check_id} does not exist.", 404)
             answer = self.forward(req)
             if answer.status == 200:
@@ -440,7 +439,7 @@ class HealthChecks(Extension):
 
     def _status(self, req: SandboxRequest, check_id: str) -> Response:
         with self.sandbox.lock:
-            hc = backend().health_checks.get(check_id)
+            hc = moto_compat.health_check(check_id)
             spec = CheckSpec.of(hc) if hc is not None else None
         if spec is None:
             return self.forward(req).response()  # moto's NoSuchHealthCheck
@@ -467,7 +466,7 @@ class HealthChecks(Extension):
     def tick(self) -> int:
         """Follow moto's checks, start every due probe and re-evaluate. Returns the probes started."""
         with self.sandbox.lock:
-            specs = {hc.id: CheckSpec.of(hc) for hc in backend().health_checks.values()}
+            specs = {hc.id: CheckSpec.of(hc) for hc in moto_compat.health_checks()}
         now = time.monotonic()
         jobs: list[tuple[CheckSpec, str]] = []  # (check, checker address)
         with self._lock:
@@ -547,8 +546,7 @@ class HealthChecks(Extension):
 # ---------------------------------------------------------------------------------------------- settings
 
 # UpdateHealthCheck's ResetElements, and the attribute of moto's model each one clears.
-RESETTABLE = {"FullyQualifiedDomainName": "fqdn", "Regions": "regions", "ResourcePath": "resource_path",
-              "ChildHealthChecks": "children"}
+RESETTABLE = tuple(moto_compat.RESETTABLE_HEALTH_CHECK_ELEMENTS)
 _DEFAULTS = {"RequestInterval": "30", "FailureThreshold": "3", "Inverted": "false", "Disabled": "false",
              "MeasureLatency": "false"}
 _LISTS = {"Regions": "Region", "ChildHealthChecks": "ChildHealthCheck"}

@@ -37,14 +37,15 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from multiregion.regions import REGIONS
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.app import Extension, SandboxRequest
+from multiregion.sandbox.moto_compat import HostedZone, RecordSet
 from multiregion.sandbox.route53 import (
     LOCATION,
     XMLNS,
     Members,
     RecordChanges,
     Route53Error,
-    backend,
     dispatch,
     fqdn,
     integer,
@@ -163,7 +164,7 @@ def _check_item(rule_id: str, kind: str, item: dict[str, Any]) -> None:
         raise invalid(f"Latency rule {rule_id!r}: {item.get('Region')!r} is not an AWS region the sandbox knows")
     if kind == "weighted":
         weight = item.get("Weight")
-        if not str(weight).isdigit() or not 0 <= int(weight) <= 255:
+        if not str(weight).isdigit() or not 0 <= int(str(weight)) <= 255:
             raise invalid(f"Weighted rule {rule_id!r}: Weight must be a number from 0 to 255, not {weight!r}")
     if kind == "geo" and not item.get("IsDefault") and not any(k in item for k in ("Continent", "Country",
                                                                                   "Subdivision")):
@@ -311,7 +312,8 @@ class TrafficPolicies(Extension):
         return None
 
     def document(self, inst: Instance) -> dict[str, Any]:
-        return json.loads(self.policies[inst.policy_id][inst.version].document)
+        document: dict[str, Any] = json.loads(self.policies[inst.policy_id][inst.version].document)
+        return document
 
     # ------------------------------------------------------------------ policies
 
@@ -457,9 +459,10 @@ class TrafficPolicies(Extension):
         with self.sandbox.lock:
             inst = self._instance(instance_id)
             self._settled(inst)
-            zone = backend().zones.get(inst.zone_id)
+            zone = moto_compat.hosted_zone(inst.zone_id)
             if zone is not None:
-                zone.rrsets = [r for r in zone.rrsets if getattr(r, "traffic_policy_instance_id", None) != inst.id]
+                moto_compat.replace_records(zone, [r for r in zone.rrsets
+                                                   if moto_compat.policy_instance_of(r) != inst.id])
             del self.instances[instance_id]
         return xml_response("DeleteTrafficPolicyInstanceResponse", {})
 
@@ -523,11 +526,10 @@ class TrafficPolicies(Extension):
         root = parse_xml(req.body)
         changes = root.findall("ChangeBatch/Changes/Change")
         with self.sandbox.lock:
-            zone = backend().zones.get(zone_id_of(zone_id))
+            zone = moto_compat.hosted_zone(zone_id_of(zone_id))
             if zone is None:
                 return self.forward(req).response()
-            policy_records = {(fqdn(r.name), r.type): r for r in zone.rrsets
-                              if getattr(r, "traffic_policy_instance_id", None)}
+            policy_records = {(fqdn(r.name), r.type): r for r in zone.rrsets if moto_compat.policy_instance_of(r)}
             if not policy_records:
                 return self.forward(req).response()
             ours = [c for c in changes if self._policy_record(c, policy_records) is not None]
@@ -535,8 +537,8 @@ class TrafficPolicies(Extension):
                 return self.forward(req).response()
             for change in ours:
                 self._check_change(change, policy_records)
-            removed = [self._policy_record(c, policy_records) for c in ours]
-            zone.rrsets = [r for r in zone.rrsets if r not in removed]
+            removed = [r for r in (self._policy_record(c, policy_records) for c in ours) if r is not None]
+            moto_compat.replace_records(zone, [r for r in zone.rrsets if r not in removed])
             batch = root.find("ChangeBatch/Changes")
             assert batch is not None
             for change in ours:
@@ -545,11 +547,11 @@ class TrafficPolicies(Extension):
                 return _change_info_response()
             answer = self.forward(with_body(req, _reserialize(root)))
             if answer.status != 200:
-                zone.rrsets.extend(r for r in removed if r is not None)
+                moto_compat.replace_records(zone, [*zone.rrsets, *removed])
             return answer.response()
 
     @staticmethod
-    def _policy_record(change: Any, policy_records: dict[tuple[str, str], Any]) -> Any:
+    def _policy_record(change: Any, policy_records: dict[tuple[str, str], RecordSet]) -> RecordSet | None:
         rrset = change.find("ResourceRecordSet")
         if rrset is None:
             return None
@@ -559,33 +561,36 @@ class TrafficPolicies(Extension):
         # A CNAME shares its name with nothing, so it collides with a policy record of any type and back.
         return next((r for (n, t), r in policy_records.items() if n == name and "CNAME" in (t, rtype)), None)
 
-    def _check_change(self, change: Any, policy_records: dict[tuple[str, str], Any]) -> None:
+    def _check_change(self, change: Any, policy_records: dict[tuple[str, str], RecordSet]) -> None:
         record = self._policy_record(change, policy_records)
+        assert record is not None, "only changes to policy records are checked"
+        instance_id = moto_compat.policy_instance_of(record)
         action = change.findtext("Action")
         rrset = change.find("ResourceRecordSet")
         name, rtype = rrset.findtext("Name"), rrset.findtext("Type")
         if action != "DELETE" or rtype != record.type:
             raise Route53Error("InvalidChangeBatch", f"[RRSet with DNS name {name} and type {rtype} cannot be "
                                f"changed: it is the policy record of traffic policy instance "
-                               f"{record.traffic_policy_instance_id}; use UpdateTrafficPolicyInstance or "
+                               f"{instance_id}; use UpdateTrafficPolicyInstance or "
                                "DeleteTrafficPolicyInstance]")
-        if rrset.findtext("TrafficPolicyInstanceId") != record.traffic_policy_instance_id:
+        if rrset.findtext("TrafficPolicyInstanceId") != instance_id:
             raise Route53Error("InvalidInput", f"Invalid request: Expected exactly one of [AliasTarget, all of [TTL, "
                                f"and ResourceRecords], or TrafficPolicyInstanceId], but found none in Change with "
                                f"[Action=DELETE, Name={name}, Type={rtype}, SetIdentifier=null]")
 
-    def _write_record(self, zone: Any, inst: Instance) -> None:
-        zone.rrsets = [r for r in zone.rrsets if getattr(r, "traffic_policy_instance_id", None) != inst.id]
-        record = zone.add_rrset({"Name": inst.name, "Type": inst.type, "ResourceRecords": [POLICY_RECORD_VALUE]})
-        record.traffic_policy_instance_id = inst.id  # moto renders the attribute as TrafficPolicyInstanceId
+    def _write_record(self, zone: HostedZone, inst: Instance) -> None:
+        moto_compat.replace_records(zone, [r for r in zone.rrsets if moto_compat.policy_instance_of(r) != inst.id])
+        record = moto_compat.add_record(zone, {"Name": inst.name, "Type": inst.type,
+                                               "ResourceRecords": [POLICY_RECORD_VALUE]})
+        moto_compat.mark_policy_record(record, inst.id)
 
-    def _record_of(self, inst: Instance) -> Any:
-        zone = backend().zones.get(inst.zone_id)
+    def _record_of(self, inst: Instance) -> RecordSet | None:
+        zone = moto_compat.hosted_zone(inst.zone_id)
         if zone is None:
             return None
-        return next((r for r in zone.rrsets if getattr(r, "traffic_policy_instance_id", None) == inst.id), None)
+        return next((r for r in zone.rrsets if moto_compat.policy_instance_of(r) == inst.id), None)
 
-    def _check_free(self, zone: Any, name: str, rtype: str) -> None:
+    def _check_free(self, zone: HostedZone, name: str, rtype: str) -> None:
         for inst in self.instances.values():
             if inst.zone_id == zone_id_of(zone.id) and inst.name == name:
                 raise Route53Error("TrafficPolicyInstanceAlreadyExists", f"Traffic policy instance {inst.id} already "
@@ -629,15 +634,15 @@ class TrafficPolicies(Extension):
                                f"{inst.state.lower()}; retry when its State is Applied")
 
     @staticmethod
-    def _zone(zone_id: str) -> Any:
-        zone = backend().zones.get(zone_id)
+    def _zone(zone_id: str) -> HostedZone:
+        zone = moto_compat.hosted_zone(zone_id)
         if zone is None:
             raise Route53Error("NoSuchHostedZone", f"No hosted zone found with ID: {zone_id}", 404)
         return zone
 
     @staticmethod
     def _health_check_exists(check_id: str) -> bool:
-        return check_id in backend().health_checks
+        return moto_compat.health_check(check_id) is not None
 
 
 def _summary(versions: dict[int, PolicyVersion]) -> dict[str, Any]:
@@ -655,7 +660,8 @@ def _max_items(req: SandboxRequest) -> int:
 
 def _reserialize(root: ET.Element) -> bytes:
     root.set("xmlns", XMLNS)
-    return ET.tostring(root, encoding="utf-8")
+    body: bytes = ET.tostring(root, encoding="utf-8")
+    return body
 
 
 def _change_info_response() -> Response:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import moto_compat
 from multiregion.sandbox.app import Extension, SandboxApp, SandboxRequest, json_response
 
 E = TypeVar("E", bound=Extension)
@@ -142,10 +143,8 @@ class Sandbox:
             ext.stop()
 
     def reset(self) -> None:
-        from moto.moto_api import _internal
-
         with self.lock:
-            _internal.moto_api_backend.reset()
+            moto_compat.reset()
             for ext in self.app.extensions:
                 if not ext.reset_outside_lock:
                     ext.reset()
