@@ -99,6 +99,9 @@ def _table_environment(config: Config) -> tuple[tuple[str, str], ...]:
     # The API's key field is always `id`; HASH_KEY only when the table's key attribute is named otherwise.
     if config.table.hash_key != "id":
         env.append(("HASH_KEY", config.table.hash_key))
+    # Only for a strong table, so that an eventual stack's functions stay as they were.
+    if config.table.strong:
+        env.append(("TABLE_CONSISTENCY", "strong"))
     return tuple(env)
 
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import yaml
 
-from multiregion.regions import REGIONS
+from multiregion.regions import REGIONS, STRONG_REGION_SETS, strong_region_set
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "MULTIREGION_CONFIG"
 
 ROUTING_MODES = ("traffic-policy", "latency-records")
+CONSISTENCY_MODES = ("eventual", "strong")
+STRONG_MEMBERS = 3  # MRSC: three replicas, or two replicas and a witness (DynamoDB API reference, UpdateTable)
 HEALTH_CHECK_INTERVALS = (10, 30)
 RUNTIMES = ("python3.12", "python3.13", "python3.14")
 OLD_RUNTIMES = ("python3.8", "python3.9", "python3.10", "python3.11")
@@ -38,7 +40,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # Lambda sets these itself; a function may not (reserved environment variables, Lambda developer guide).
 RESERVED_ENV = re.compile(r"^(AWS_.*|LAMBDA_.*|_HANDLER|_X_AMZN_TRACE_ID|TZ|LANG|PATH|LD_LIBRARY_PATH|PYTHONPATH)$")
 # Set by the tool for every function.
-TOOL_ENV = ("TABLE_NAME", "HASH_KEY", "STATUS", "DEEP_CHECK", "CORS_ORIGINS")
+TOOL_ENV = ("TABLE_NAME", "HASH_KEY", "TABLE_CONSISTENCY", "STATUS", "DEEP_CHECK", "CORS_ORIGINS")
 
 _NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 _TABLE_RE = r"^[A-Za-z0-9_.-]{3,255}$"
@@ -134,6 +136,13 @@ MODEL = section("A multiregion stack.", {
         "hash_key": string("The partition key attribute (a string).", default="id", pattern=_ATTRIBUTE_RE,
                            pattern_reason="is not a DynamoDB attribute name", max_bytes=255,
                            hint="use letters, digits, _ - . (at most 255 bytes)"),
+        "consistency": string("eventual (default): each region acknowledges its own writes, replication follows "
+                              "(RPO > 0 when a region fails); strong: a write is acknowledged once a second "
+                              "region holds it (RPO 0; three regions of one Region set; fixed at creation).",
+                              default="eventual", choices=CONSISTENCY_MODES, choice_reason="unknown consistency",
+                              hint="eventual or strong"),
+        "witness": string("strong only: a third region that stores the replication log but serves no traffic "
+                          "(with two regions in `regions`).", choices=tuple(REGIONS), choice_reason="unknown region"),
     }),
     "functions": section("Settings of the built-in item API's functions (see app for your own).", {
         "memory": integer("Memory in MB.", default=256, low=128, high=10240),
@@ -366,6 +375,12 @@ def _schema_of(spec: Spec) -> dict[str, Any]:
 class TableConfig:
     name: str
     hash_key: str = "id"
+    consistency: str = "eventual"
+    witness: str | None = None
+
+    @property
+    def strong(self) -> bool:
+        return self.consistency == "strong"
 
 
 @dataclass(frozen=True)
@@ -519,7 +534,8 @@ def parse_config(data: Any, source: str | None = None, base_dir: Path | None = N
     routing = raw["routing"]
     config = Config(
         service=service, regions=tuple(raw["regions"]), endpoint=_endpoint(raw["endpoint"]),
-        table=TableConfig(name=table["name"] or service, hash_key=table["hash_key"]),
+        table=TableConfig(name=table["name"] or service, hash_key=table["hash_key"],
+                          consistency=table["consistency"], witness=table["witness"]),
         functions=FunctionsConfig(functions["memory"], functions["timeout"]), api=api,
         domain=_domain(raw["domain"]),
         health_check=HealthCheckConfig(hc["interval"], hc["failure_threshold"], hc["deep"]),
@@ -528,7 +544,38 @@ def parse_config(data: Any, source: str | None = None, base_dir: Path | None = N
     if not re.match(_TABLE_RE, config.table.name):
         raise ConfigError("table.name", f"{config.table.name!r} is not a valid DynamoDB table name",
                           "use 3-255 characters from A-Z a-z 0-9 _ - .")
+    _check_consistency(config)
     return config
+
+
+def _check_consistency(config: Config) -> None:
+    """AWS's rules for a strongly consistent (MRSC) global table, checked before any call (see regions.py
+    for the Region sets and FACTS.md): three members in one Region set, a witness only beside two replicas."""
+    table, regions = config.table, config.regions
+    if table.witness is not None and not table.strong:
+        raise ConfigError("table.witness", "a witness belongs to a strongly consistent table only",
+                          "set table.consistency: strong, or remove table.witness")
+    if not table.strong:
+        return
+    if table.witness in regions:
+        raise ConfigError("table.witness", f"{table.witness} is also in `regions`",
+                          "the witness is a third region that serves no traffic: pick one not in `regions`")
+    members = [*regions, *([table.witness] if table.witness else [])]
+    if len(members) != STRONG_MEMBERS:
+        have = f"{len(regions)} region(s)" + (" and a witness" if table.witness else "")
+        raise ConfigError("table.consistency", f"strong consistency needs exactly three regions; the config has "
+                          f"{have}", "list three regions, or two regions and table.witness (a third region "
+                          "that only stores the replication log)")
+    sets = {r: strong_region_set(r) for r in members}
+    outside = [r for r, s in sets.items() if s is None]
+    if outside:
+        offered = "; ".join(f"{k}: {', '.join(v)}" for k, v in STRONG_REGION_SETS.items())
+        raise ConfigError("table.consistency", f"DynamoDB offers strong consistency only inside a Region set; "
+                          f"{', '.join(outside)} is in none", f"use three regions of one set ({offered})")
+    if len(set(sets.values())) > 1:
+        by_set = ", ".join(f"{r} ({s})" for r, s in sets.items())
+        raise ConfigError("table.consistency", f"the regions span two Region sets: {by_set}",
+                          "strong consistency keeps all three inside one set (US, EU or AP)")
 
 
 def _endpoint(value: str) -> str:

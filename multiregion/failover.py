@@ -65,6 +65,7 @@ from multiregion.plan import encode_json
 from multiregion.regions import REGIONS, client_ip, distance_km, region_of_ip
 
 FAULTS = ("health", "outage", "isolate")
+WARM_UP_REQUESTS = 2  # steady requests each client has answered before the fault
 MODES = FAULTS  # `--mode`, the first releases' name of `--fault`
 TEST_ITEM_PREFIX = "multiregion-failover-test"
 DRILL_PREFIX = "multiregion-drill"
@@ -395,7 +396,27 @@ class FailoverTest:
         if self.opts.traffic:
             self.traffic = self._start_traffic()
             clients = f"; traffic from {len(self.traffic.clients)} client(s) at {self.opts.rate:g}/s each"
+            clients += self._warm_up(self.traffic)
         return f"client in {r.client_region} served by {r.served_before}{clients}"
+
+    def _warm_up(self, traffic: Traffic, answered: int = WARM_UP_REQUESTS, since: float | None = None) -> str:
+        """Traffic runs a little before the fault (and after the restore), so that 'before' and 'after' have
+        figures to compare with: until every client has had `answered` steady requests answered (sent after
+        `since`, on the traffic's clock), or a few seconds passed."""
+        def warm() -> tuple[bool, str]:
+            counts = {c.name: sum(1 for q in c.requests() if q.kind != "conflict" and q.status > 0
+                                  and (since is None or q.t >= since))
+                      for c in traffic.clients}
+            cold = sorted(n for n, k in counts.items() if k < answered)
+            return not cold, f"waiting for {', '.join(cold)}" if cold else "warm"
+
+        limit = max(3.0, 2 * answered / self.opts.rate)
+        started = time.monotonic()
+        while not warm()[0] and time.monotonic() - started < limit:
+            self.ctx.sleep(min(0.1, 1 / self.opts.rate))
+        before = [q for q in traffic.requests() if q.kind != "conflict"]
+        ok = sum(1 for q in before if q.ok)
+        return f"; {ok}/{len(before)} request(s) answered 2xx before the fault"
 
     def _measure_lag(self, samples: int = 3) -> None:
         """Replication lag, sampled: items written in the primary's table, seen in each other region."""
@@ -592,7 +613,7 @@ class FailoverTest:
         resolver's cached answer expired, it asked again and was answered another region), or for at most
         the record's TTL and three health check intervals: what users would feel, measured to its end."""
         assert self.traffic is not None
-        failed, run = self.report.failed_region, 3
+        failed, run = self.report.failed_region or "", 3
         ttl = self.config.routing.ttl / self.time_scale
         limit = ttl + 3 * self.config.health_check.interval / self.time_scale + 1
         affected = {c.name for c in self.traffic.clients if self.report.served_before and
@@ -620,19 +641,59 @@ class FailoverTest:
         """The isolation holds: writes keep being acknowledged in every region (its API still answers), and
         what the isolated region wrote is missing elsewhere (the RPO an outage now would cost)."""
         failed = self.report.failed_region or ""
+        if self.config.table.strong:
+            return self._isolated_strong(failed)
         item = self._write_item("isolated", region=failed)
         self.ctx.sleep(self._hold_seconds())
         others = [r for r in self.config.regions if r != failed]
         missing = [r for r in others if not self._present(r, item["id"])]
-        if self.traffic is not None:
-            acked = acked_writes(self.traffic.requests())
-            self._rpo_isolation = rpo(acked, self._final_state(acked), self.config.regions)
+        self._measure_isolation_rpo(others)
         if not missing:
             raise CheckFailed(f"the write acknowledged in isolated {failed} reached {', '.join(others)}: "
                               "replication was not stopped")
         lost = f"; {self._rpo_isolation.lost} acknowledged write(s) not yet elsewhere" if self._rpo_isolation else ""
         self._verify_item = item
         return f"{failed} keeps answering; its writes do not reach {', '.join(missing)}{lost}"
+
+    def _isolated_strong(self, failed: str) -> str:
+        """A strongly consistent table's region cut off from the others cannot make a write durable in a
+        second region, so it refuses it (and strong reads) instead of acknowledging what it cannot
+        replicate, while the other regions keep acknowledging: nothing acknowledged is at risk."""
+        self.ctx.sleep(self._hold_seconds())
+        others = [r for r in self.config.regions if r != failed]
+        item_id, response = self._try_write("isolated", failed)
+        if 200 <= response.status < 300:
+            raise CheckFailed(f"the strongly consistent table acknowledged write {item_id} in {failed} while it was "
+                              "cut off from the other regions")
+        item = self._write_item("isolated", region=others[0])
+        missing = [r for r in others[1:] if not self._present(r, item["id"])]
+        if missing:
+            raise CheckFailed(f"write {item['id']} acknowledged in {others[0]} is not yet in {', '.join(missing)}: "
+                              "a strongly consistent read there should see it")
+        self._measure_isolation_rpo(others)
+        refused = self._refused_writes(failed)
+        at_risk = self._rpo_isolation.lost if self._rpo_isolation else 0
+        return (f"{failed} refuses writes while cut off ({response.status}; {refused} refused from the traffic); "
+                f"{', '.join(others)} keep acknowledging; {at_risk} acknowledged write(s) at risk")
+
+    def _measure_isolation_rpo(self, others: Sequence[str]) -> None:
+        """The acknowledged writes the other regions lack: what losing the isolated region now would cost."""
+        if self.traffic is not None:
+            acked = acked_writes(self.traffic.requests())
+            self._rpo_isolation = rpo(acked, self._final_state(acked, regions=others), others)
+
+    def _refused_writes(self, region: str) -> int:
+        if self.traffic is None:
+            return 0
+        return sum(1 for r in self.traffic.requests() if r.kind == "write" and r.status > 0 and not r.ok
+                   and (r.served_region or r.answered_region) == region)
+
+    def _try_write(self, label: str, region: str) -> tuple[str, Response]:
+        """One write to the region's endpoint, whatever it answers (the id is removed afterwards either way)."""
+        item_id = f"{TEST_ITEM_PREFIX}-{label}-{uuid.uuid4().hex[:8]}"
+        self._items[item_id] = region
+        method, path, body = self.routes.write(item_id, uuid.uuid4().hex)
+        return item_id, self._send(method, path, body, region)
 
     def _present(self, region: str, item_id: str) -> bool:
         key = {self.config.table.hash_key: {"S": item_id}}
@@ -670,6 +731,9 @@ class FailoverTest:
     def settle(self) -> str:
         """Traffic stops; every region must end up holding each item's last acknowledged write."""
         assert self.traffic is not None
+        restored = next((e.t for e in self.traffic.events() if e.name == "restored"), None)
+        if restored is not None:  # 'after' gets figures too: a few requests past the restore
+            self._warm_up(self.traffic, since=restored)
         self.traffic.stop()
         acked = acked_writes(self.traffic.requests())
         deadline = time.monotonic() + min(self.opts.timeout, max(10.0, 60 / self.time_scale))
@@ -688,12 +752,13 @@ class FailoverTest:
             raise CheckFailed(f"{lost.lost} acknowledged write(s) never reached every region: {shown}{more}")
         return f"replication settled: {len(acked)} acknowledged write(s), none lost"
 
-    def _final_state(self, requests: Sequence[Request], conflict: bool = False) -> dict[str, dict[str, str | None]]:
+    def _final_state(self, requests: Sequence[Request], conflict: bool = False,
+                     regions: Sequence[str] | None = None) -> dict[str, dict[str, str | None]]:
         """Each region's drill token per item id, read from its table (the last write it holds)."""
         ids = sorted({r.item_id for r in requests if r.item_id and (r.kind == "conflict") == conflict})
         table, key = self.config.table.name, self.config.table.hash_key
         final: dict[str, dict[str, str | None]] = {}
-        for region in self.config.regions:
+        for region in self.config.regions if regions is None else regions:
             client = self.ctx.clients("dynamodb", region)
             found: dict[str, str | None] = {i: None for i in ids}
             for chunk in _chunks(ids, 100):
@@ -722,7 +787,8 @@ class FailoverTest:
             steps=[(s.step, s.ok, s.seconds, s.detail) for s in r.timeline],
             client_regions={c.name: c.region for c in self.traffic.clients}, failed_region=r.failed_region,
             rpo_isolation=self._rpo_isolation, rpo_final=self._rpo_final, conflicts=self._conflicts,
-            lag=replication_lag(self._lags) if self._lags else None, started_at=self._started, notes=notes)
+            lag=replication_lag(self._lags) if self._lags else None, started_at=self._started, notes=notes,
+            consistency=self.config.table.consistency)
 
     # ---------------------------------------------------------------- items
 

@@ -73,6 +73,7 @@ class Scope:
 
 IDENTITY = Scope("CallerIdentity", "no resource: the caller's own account and partition")
 TABLE = Scope("StackTable", "the stack's table in every configured region")
+WITNESS_TABLE = Scope("WitnessTable", "the stack's table name in the witness region (table.witness)")
 FUNCTIONS = Scope("StackFunctions", "functions {service}-* in every configured region")
 ROLES = Scope("StackRoles", "IAM roles {service}-* (the functions' execution roles)")
 PASS_ROLE = Scope("PassStackRolesToLambda", "roles {service}-*, passed to lambda.amazonaws.com only")
@@ -97,7 +98,8 @@ USAGE_PLANS = API_KEYS
 LEASES = Scope("StackLease", "the account's lease table multiregion-leases, in the primary region")
 ROUTE53_UNSCOPED = Scope("Route53AccountWide", "no resource type: Route 53 creations, listings, TestDNSAnswer")
 
-SCOPES: tuple[Scope, ...] = (IDENTITY, TABLE, FUNCTIONS, ROLES, PASS_ROLE, SERVICE_LINKED_ROLES, REST_APIS, REST_API,
+SCOPES: tuple[Scope, ...] = (IDENTITY, TABLE, WITNESS_TABLE, FUNCTIONS, ROLES, PASS_ROLE, SERVICE_LINKED_ROLES,
+                             REST_APIS, REST_API,
                              DOMAIN_NAMES, DOMAIN_NAME, API_TAGS, CERTIFICATES, ACM_UNSCOPED, HOSTED_ZONE,
                              HEALTH_CHECKS, TRAFFIC_POLICIES, POLICY_RECORDS, CHANGES, ROUTE53_UNSCOPED,
                              LOG_GROUPS, LOGS_UNSCOPED, API_KEYS, LEASES)
@@ -131,6 +133,9 @@ def scope_resources(scope: Scope, target: Target) -> list[str]:
         return ["*"]
     if scope == TABLE:
         return _regional(target, "arn:{p}:dynamodb:{r}:{a}:table/{t}")
+    if scope == WITNESS_TABLE:
+        witness = target.config.table.witness
+        return [f"arn:{p}:dynamodb:{witness}:{a}:table/{target.config.table.name}"] if witness else []
     if scope == FUNCTIONS:
         return _regional(target, "arn:{p}:lambda:{r}:{a}:function:{s}-*")
     if scope in (ROLES, PASS_ROLE):
@@ -182,6 +187,7 @@ REPLICAS = "replicas"  # more than one region: a global table with replicas
 API_KEY_AUTH = "api-key"  # api.auth: api-key
 CORS = "cors"  # api.cors
 THROTTLE = "throttle"  # api.throttle
+WITNESS = "witness"  # table.witness: a strong table's witness region
 
 
 def _has_replicas(config: Config) -> bool:
@@ -203,6 +209,8 @@ def needed(needs: str, config: Config) -> bool:
         return bool(config.api.cors_origins)
     if needs == THROTTLE:
         return config.api.throttle is not None
+    if needs == WITNESS:
+        return config.table.witness is not None
     return True
 
 
@@ -276,7 +284,14 @@ PERMISSIONS: tuple[Permission, ...] = (
        *(Grant(a, TABLE, why="removing a replica (on the table in its region)", needs=REPLICAS)
          for a in ("dynamodb:DeleteTable", "dynamodb:DeleteTableReplica")),
        Grant("iam:CreateServiceLinkedRole", SERVICE_LINKED_ROLES, needs=REPLICAS,
-             why="the account's first replica: AWS creates DynamoDB's replication role")),
+             why="the account's first replica: AWS creates DynamoDB's replication role"),
+       # The Service Authorization Reference lists these among UpdateTable's actions (resource type table);
+       # which ARN AWS checks them on (the primary's table or the witness region's) is not stated there and
+       # cannot be checked here: both are granted.
+       *(Grant(a, scope, why="a strong table's witness (table.witness), made and removed with the replicas",
+               needs=WITNESS)
+         for a in ("dynamodb:CreateGlobalTableWitness", "dynamodb:DeleteGlobalTableWitness")
+         for scope in (TABLE, WITNESS_TABLE))),
     _p("dynamodb", "DeleteTable", TABLE),
     _p("dynamodb", "GetItem", TABLE, LEASES),
     _p("dynamodb", "DeleteItem", TABLE, LEASES),

@@ -46,6 +46,23 @@ REGIONS: dict[str, Region] = {
 }
 
 
+# DynamoDB multi-Region strong consistency (MRSC) keeps a global table's three members (replicas and witness)
+# inside one of these Region sets (DynamoDB API reference, CreateGlobalTableWitnessGroupMemberAction: "US
+# Region set: US East (N. Virginia), US East (Ohio), US West (Oregon); EU Region set: Europe (Ireland), Europe
+# (London), Europe (Paris), Europe (Frankfurt); AP Region set: Asia Pacific (Tokyo), Asia Pacific (Seoul), Asia
+# Pacific (Osaka)"). The config's validation and the sandbox both read this one table.
+STRONG_REGION_SETS: dict[str, tuple[str, ...]] = {
+    "US": ("us-east-1", "us-east-2", "us-west-2"),
+    "EU": ("eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"),
+    "AP": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3"),
+}
+
+
+def strong_region_set(region: str) -> str | None:
+    """The MRSC Region set a region belongs to, or None when strong consistency is not offered there."""
+    return next((name for name, regions in STRONG_REGION_SETS.items() if region in regions), None)
+
+
 def distance_km(a: str, b: str) -> float:
     """Great-circle distance between two regions' locations."""
     (lat1, lon1), (lat2, lon2) = REGIONS[a].location, REGIONS[b].location

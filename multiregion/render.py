@@ -225,8 +225,15 @@ def print_drill_measures(console: Console, drill: Any) -> None:
                                        "requests" if overall.availability.percent is not None else "-"),
              ("client-visible RTO, worst", _s(overall.client_rto) if overall.client_rto is not None
               else overall.client_rto_note or "-")]
+    if drill.writes is not None:
+        w = drill.writes
+        by_region = "; ".join(f"{region} {rw.acknowledged} ok" + (f", {rw.refused} refused" if rw.refused else "")
+                              + (f", p50 {_ms(rw.latency_ms.p50)} ms" if rw.latency_ms.count else "")
+                              for region, rw in w.by_region.items())
+        facts.append((f"writes ({drill.consistency})", f"{w.acknowledged} acknowledged, {w.refused} refused; "
+                                                        f"{by_region}" if w.by_region else "none"))
     if drill.rpo_isolation is not None:
-        facts.append(("not replicated during isolation", f"{drill.rpo_isolation.lost} write(s)"
+        facts.append(("at risk during isolation", f"{drill.rpo_isolation.lost} acknowledged write(s)"
                       + (f": {', '.join(drill.rpo_isolation.item_ids[:5])}" if drill.rpo_isolation.lost else "")))
     if drill.rpo_final is not None:
         lost = drill.rpo_final
@@ -295,6 +302,11 @@ def print_status(console: Console, data: dict[str, Any], regions: tuple[str, ...
                   for c in cells]
         table.add_row(name, *styled)
     console.print(table)
+    gt = glob.get("global-table") or {}
+    if gt.get("consistency"):
+        witnesses = ", ".join(f"{r} ({s})" for r, s in (gt.get("witnesses") or {}).items())
+        console.print(f"  consistency   {gt['consistency'].lower()}" + (f", witness {witnesses}" if witnesses else ""),
+                      markup=False, soft_wrap=True)
     zone = glob.get("hosted-zone") or {}
     if zone:
         console.print(f"  hosted zone   {zone.get('name')} ({zone.get('zone_id')})", markup=False, soft_wrap=True)

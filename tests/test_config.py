@@ -69,6 +69,9 @@ BAD = [
     (("routing.mode", "geo"), "routing.mode", "unknown routing mode"),
     (("endpoint", "ftp://x"), "endpoint", "is not an endpoint"),
     (("service", _DELETE), "service", "is required"),
+    (("table.consistency", "strong"), "table.consistency", "exactly three regions"),  # the demo has two
+    (("table.consistency", "linearizable"), "table.consistency", "unknown consistency"),
+    (("table.witness", "eu-west-3"), "table.witness", "strongly consistent table only"),
 ]
 
 

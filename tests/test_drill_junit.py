@@ -116,7 +116,8 @@ def test_the_json_report_has_stable_keys_relative_times_and_rounded_numbers() ->
     assert json.loads(json.dumps(data)) == data
     assert list(data) == ["passed", "stack", "regions", "fault", "failed_region", "started_at", "duration_seconds",
                           "clients", "overall", "recovery_run", "rpo_isolation", "rpo_final", "conflicts",
-                          "replication_lag_seconds", "budgets", "timeline", "events", "records", "notes"]
+                          "replication_lag_seconds", "budgets", "timeline", "events", "records", "notes",
+                          "consistency", "writes"]
     assert data["passed"] is True and data["started_at"] == "2026-12-01T10:00:00+00:00"
     eu = data["clients"]["eu"]
     assert eu["region"] == "eu-west-1" and eu["availability"]["percent"] == 66.667
@@ -125,6 +126,7 @@ def test_the_json_report_has_stable_keys_relative_times_and_rounded_numbers() ->
     assert data["duration_seconds"] == 11.012  # last answer at 11 + 12 ms
     assert data["rpo_final"]["lost"] == 0 and data["rpo_isolation"] is None
     assert data["records"]["clients"]["eu"]["by_status"] == {"201": 8, "500": 4}
+    assert data["consistency"] == "eventual" and data["writes"]["acknowledged"] + data["writes"]["refused"] > 0
     assert "requests" not in data
     full = report.to_dict(include_records=True)
     assert len(full["requests"]) == 12 and full["requests"][0]["t"] == 0.0

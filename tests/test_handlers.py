@@ -31,7 +31,7 @@ def table(sandbox: Sandbox, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("TABLE_NAME", TABLE)
-    for var in ("STATUS", "HASH_KEY", "DEEP_CHECK"):
+    for var in ("STATUS", "HASH_KEY", "DEEP_CHECK", "TABLE_CONSISTENCY"):
         monkeypatch.delenv(var, raising=False)
     common.reset_client()
     yield client
@@ -302,6 +302,26 @@ def test_a_replicated_write_conflict_answers_409_retry(table: Any) -> None:
     assert error["error"] == "WriteConflict" and error["retry"] is True and "retry" in error["message"]
 
 
+def test_a_table_that_does_not_answer_gives_503_retry_naming_the_region(table: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    common.use_client(FailingDynamoDB(client_error("InternalServerError", "Internal server error", "PutItem")))
+    response = post({"id": "cut-off"})
+    assert response["statusCode"] == 503 and response["headers"]["Retry-After"] == "1"
+    error = body(response)
+    assert error["error"] == "TableUnavailable" and error["retry"] is True and error["region"] == "eu-west-2"
+
+
+def test_access_denied_is_the_strong_tables_refusal_only(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    denied = client_error("AccessDeniedException", "replication not authorized", "PutItem")
+    common.use_client(FailingDynamoDB(denied))
+    assert post({"id": "a"})["statusCode"] == 500  # an eventual table: a permissions bug, not an isolation
+    monkeypatch.setenv("TABLE_CONSISTENCY", "strong")
+    common.use_client(FailingDynamoDB(denied))
+    response = post({"id": "b"})
+    assert response["statusCode"] == 503 and body(response)["error"] == "TableUnavailable"
+
+
 def test_other_dynamodb_errors_are_not_taken_for_conflicts(table: Any) -> None:
     common.use_client(FailingDynamoDB(client_error("ValidationException", "bad", "PutItem")))
     response = post({"id": "invalid"})
@@ -463,6 +483,23 @@ def test_deep_check_reads_the_table(table: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DEEP_CHECK", "1")
     assert health_answer() == (200, {"region": REGION, "status": 200, "healthy": True})
     assert items_in(table) == []  # the probe reads a key that is never written, and writes nothing
+
+
+def test_the_deep_check_of_a_strong_table_reads_strongly(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A strong table's region cut off from the others refuses strong reads: the check must make one to see it.
+    reads: list[dict[str, Any]] = []
+
+    class Recording:
+        def get_item(self, **kwargs: Any) -> dict[str, Any]:
+            reads.append(kwargs)
+            return {}
+
+    monkeypatch.setattr(common, "dynamodb", lambda purpose="api": Recording())
+    monkeypatch.setenv("DEEP_CHECK", "1")
+    assert health_answer()[0] == 200
+    monkeypatch.setenv("TABLE_CONSISTENCY", "strong")
+    assert health_answer()[0] == 200
+    assert [r["ConsistentRead"] for r in reads] == [False, True]
 
 
 def test_deep_check_answers_503_with_the_reason_when_the_table_is_missing(

@@ -181,6 +181,10 @@ def _dynamodb(call: Recorded, account: Account) -> Touched | None:
         if action == "Create":
             out["iam:CreateServiceLinkedRole"] = [account.slr("replication.dynamodb.amazonaws.com",
                                                               "AWSServiceRoleForDynamoDBReplication")]
+    # A strong table's witness (Service Authorization Reference, UpdateTable's actions).
+    for update in call.params.get("GlobalTableWitnessUpdates") or []:
+        action, witness = next(iter(update.items()))
+        out.setdefault(f"dynamodb:{action}GlobalTableWitness", []).append(table(witness["RegionName"]))
     return out
 
 

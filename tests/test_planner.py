@@ -126,6 +126,59 @@ def test_global_table_refuses_a_region_that_already_holds_a_table() -> None:
         GlobalTableStage().diff(ENV, GLOBAL, GlobalTableSnapshot(TABLE, occupied=("us-east-1",)), NONE)
 
 
+STRONG_CONFIG = parse_config({"service": "items", "regions": ["eu-west-1", "eu-west-2"], "endpoint": "http://127.0.0.1:9",
+                              "table": {"name": "items", "consistency": "strong", "witness": "eu-west-3"},
+                              "domain": {"name": DOMAIN, "hosted_zone": "example.com", "create_zone": True}})
+STRONG_ENV = Env(STRONG_CONFIG, ACCOUNT, "aws")
+
+
+def test_a_strong_global_table_is_made_in_one_update_with_its_witness() -> None:
+    plan = GlobalTableStage().diff(STRONG_ENV, GLOBAL, GlobalTableSnapshot(TABLE), NONE)
+    assert keys(plan) == [("eu-west-1", "create", "global table items (strong)")]
+    update = plan.changes[0].operations[0]
+    assert isinstance(update, Call) and update.method == "update_table" and update.region == "eu-west-1"
+    assert update.params == {"TableName": "items", "MultiRegionConsistency": "STRONG",
+                             "ReplicaUpdates": [{"Create": {"RegionName": "eu-west-2"}}],
+                             "GlobalTableWitnessUpdates": [{"Create": {"RegionName": "eu-west-3"}}]}
+    waits = [op.what for op in plan.changes[0].operations[1:] if isinstance(op, Wait)]
+    assert waits == ["replica items in eu-west-2 ACTIVE", "witness items in eu-west-3 ACTIVE", "table items ACTIVE"]
+
+
+def test_a_strong_table_is_made_only_of_an_empty_table_and_then_left_alone() -> None:
+    with pytest.raises(Conflict, match="empty table"):
+        GlobalTableStage().diff(STRONG_ENV, GLOBAL, GlobalTableSnapshot(TABLE, holds_items=True), NONE)
+    made = {**TABLE, "MultiRegionConsistency": "STRONG",
+            "Replicas": [{"RegionName": "eu-west-2", "ReplicaStatus": "ACTIVE"}],
+            "GlobalTableWitnesses": [{"RegionName": "eu-west-3", "WitnessStatus": "ACTIVE"}]}
+    assert GlobalTableStage().diff(STRONG_ENV, GLOBAL, GlobalTableSnapshot(made), NONE) == NodePlan()
+    moved = {**made, "GlobalTableWitnesses": [{"RegionName": "eu-central-1", "WitnessStatus": "ACTIVE"}]}
+    with pytest.raises(Conflict, match="neither gains nor loses"):
+        GlobalTableStage().diff(STRONG_ENV, GLOBAL, GlobalTableSnapshot(moved), NONE)
+
+
+def test_the_mode_of_a_global_table_is_never_switched() -> None:
+    eventual = {**TABLE, "Replicas": [{"RegionName": "eu-west-2", "ReplicaStatus": "ACTIVE"}]}
+    with pytest.raises(Conflict, match="is EVENTUAL, the config asks for STRONG") as err:
+        GlobalTableStage().diff(STRONG_ENV, GLOBAL, GlobalTableSnapshot(eventual), NONE)
+    assert "table.consistency: eventual" in err.value.hint
+    strong = {**TABLE, "MultiRegionConsistency": "STRONG",
+              "Replicas": [{"RegionName": "us-east-1", "ReplicaStatus": "ACTIVE"}]}
+    with pytest.raises(Conflict, match="is STRONG, the config asks for EVENTUAL"):
+        GlobalTableStage().diff(ENV, GLOBAL, GlobalTableSnapshot(strong), NONE)
+
+
+def test_a_strong_global_table_comes_down_in_one_update() -> None:
+    made = {**TABLE, "MultiRegionConsistency": "STRONG",
+            "Replicas": [{"RegionName": "eu-west-2", "ReplicaStatus": "ACTIVE"}],
+            "GlobalTableWitnesses": [{"RegionName": "eu-west-3", "WitnessStatus": "ACTIVE"}]}
+    plan = GlobalTableStage().destroy(STRONG_ENV, GLOBAL, GlobalTableSnapshot(made))
+    assert keys(plan) == [("eu-west-1", "delete", "global table items (strong)")]
+    updates = [op for op in plan.changes[0].operations if isinstance(op, Call)]
+    assert [u.params for u in updates] == [{"TableName": "items",
+                                            "ReplicaUpdates": [{"Delete": {"RegionName": "eu-west-2"}}],
+                                            "GlobalTableWitnessUpdates": [{"Delete": {"RegionName": "eu-west-3"}}]}]
+
+
 # ---------------------------------------------------------------------------------------------- roles
 
 

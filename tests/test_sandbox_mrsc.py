@@ -3,6 +3,7 @@ dissolved, as AWS does (the rules and their sources: multiregion/sandbox/mrsc.py
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -392,6 +393,24 @@ def test_a_cut_off_region_refuses_writes_and_strong_reads_while_the_others_serve
     assert value(ddb(OREGON), "k") == "during"  # caught up before it answers
     put(ddb(OREGON), "k", "after")
     assert value(ddb(EAST), "k") == "after"
+
+
+def test_a_replica_whose_policy_denies_replication_answers_access_denied(ddb: Clients) -> None:
+    # Developer guide, global tables security: for MRSC, denying the replication role "will result in an
+    # AccessDeniedException for write and strongly consistent read operations".
+    strong(ddb, witness=False)
+    put(ddb(EAST), "k", "before")
+    arn = ddb(OREGON).describe_table(TableName="t")["Table"]["TableArn"]
+    deny = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Isolate", "Effect": "Deny", "Principal": {"Service": "replication.dynamodb.amazonaws.com"},
+        "Action": "dynamodb:*", "Resource": arn}]}
+    ddb(OREGON).put_resource_policy(ResourceArn=arn, Policy=json.dumps(deny))
+    assert error_of(lambda: put(ddb(OREGON), "k", "from oregon"))[0] == "AccessDeniedException"
+    assert error_of(lambda: value(ddb(OREGON), "k"))[0] == "AccessDeniedException"
+    put(ddb(EAST), "k", "during")  # the other two still write
+    assert value(ddb(OHIO), "k") == "during"
+    ddb(OREGON).delete_resource_policy(ResourceArn=arn)
+    assert value(ddb(OREGON), "k") == "during"
 
 
 def test_a_write_needs_a_second_member_replica_or_witness(ddb: Clients, sandbox: Sandbox) -> None:

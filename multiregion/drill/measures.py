@@ -437,3 +437,44 @@ class LagStats:
 def replication_lag(lags: Sequence[float]) -> LagStats:
     """Percentiles (nearest rank) and maximum of replication lags the caller measured, in seconds."""
     return LagStats(len(lags), percentile(lags, 50), percentile(lags, 95), max(lags) if lags else None)
+
+
+# -------------------------------------------------------------------------------------------- writes
+
+
+@dataclass(frozen=True)
+class RegionWrites:
+    acknowledged: int  # writes answered 2xx
+    refused: int  # writes the region answered with an error (4xx/5xx): not written, the client was told
+    refused_by_status: dict[str, int]
+    latency_ms: Percentiles  # of the acknowledged writes
+
+
+@dataclass(frozen=True)
+class Writes:
+    """The writes of the steady traffic, by the region that answered them: what a mode costs (a strong
+    table's write waits for a second region) and what it refuses (a strong table cut off from the others
+    refuses writes instead of acknowledging what it cannot replicate)."""
+
+    by_region: dict[str, RegionWrites]
+    acknowledged: int
+    refused: int
+    latency_ms: Percentiles
+
+
+def writes(requests: Iterable[Request], kinds: Sequence[str] = ("write",)) -> Writes:
+    answered = [r for r in requests if r.kind in kinds and r.status > 0]
+    regions: dict[str, list[Request]] = defaultdict(list)
+    for request in answered:
+        regions[request.served_region or request.answered_region or NO_ANSWER].append(request)
+
+    def summary(group: Sequence[Request]) -> RegionWrites:
+        refused = [r for r in group if not r.ok]
+        return RegionWrites(len(group) - len(refused), len(refused),
+                            dict(sorted(Counter(str(r.status) for r in refused).items())),
+                            Percentiles.of([r.latency_ms for r in group if r.ok]))
+
+    by_region = {region: summary(group) for region, group in sorted(regions.items())}
+    acknowledged = [r for r in answered if r.ok]
+    return Writes(by_region, len(acknowledged), len(answered) - len(acknowledged),
+                  Percentiles.of([r.latency_ms for r in acknowledged]))

@@ -22,7 +22,10 @@ from multiregion.drill.measures import (
     LagStats,
     Measures,
     Rpo,
+    Writes,
+    steady,
     summarize,
+    writes,
 )
 from multiregion.drill.records import Event, Request, Resolution, TimelineStep
 
@@ -48,6 +51,8 @@ class DrillReport:
     lag: LagStats | None = None
     budgets: list[BudgetResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    consistency: str = "eventual"  # the table's mode (table.consistency)
+    writes: Writes | None = None
 
     @property
     def passed(self) -> bool:
@@ -91,6 +96,8 @@ class DrillReport:
             "events": [{"t": rel(e.t), "name": e.name, "detail": e.detail} for e in self.events],
             "records": self.records_summary(),
             "notes": list(self.notes),
+            "consistency": self.consistency,
+            "writes": _plain(self.writes) if self.writes is not None else None,
         }
         if include_records:
             data["requests"] = [{**asdict(r), "t": rel(r.t)} for r in self.requests]
@@ -121,7 +128,8 @@ def build_report(*, stack: str, regions: Sequence[str], fault: str, requests: Se
                  client_regions: Mapping[str, str] | None = None, failed_region: str | None = None,
                  rpo_isolation: Rpo | None = None, rpo_final: Rpo | None = None, conflicts: Conflicts | None = None,
                  lag: LagStats | None = None, recovery_run: int = DEFAULT_RECOVERY_RUN,
-                 started_at: datetime | None = None, notes: Sequence[str] = ()) -> DrillReport:
+                 started_at: datetime | None = None, notes: Sequence[str] = (),
+                 consistency: str = "eventual") -> DrillReport:
     """Measure the records and check the budgets: the one call after a drill's traffic stopped."""
     names = list(client_regions) if client_regions else None
     measures = summarize(requests, resolutions, events, recovery_run=recovery_run, clients=names)
@@ -131,7 +139,8 @@ def build_report(*, stack: str, regions: Sequence[str], fault: str, requests: Se
                        client_regions=dict(client_regions or {}), steps=[TimelineStep(*s) for s in steps],
                        events=sorted(events, key=lambda e: e.t), requests=sorted(requests, key=lambda r: r.t),
                        resolutions=sorted(resolutions, key=lambda r: r.t), rpo_isolation=rpo_isolation,
-                       rpo_final=rpo_final, conflicts=conflicts, lag=lag, budgets=results, notes=list(notes))
+                       rpo_final=rpo_final, conflicts=conflicts, lag=lag, budgets=results, notes=list(notes),
+                       consistency=consistency, writes=writes(steady(requests)))
 
 
 # ------------------------------------------------------------------------------------------ helpers

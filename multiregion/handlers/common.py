@@ -21,8 +21,12 @@ nothing is written):
 
 Other answers: 409 WriteConflict (`"retry": true`, `Retry-After: 1`) when DynamoDB refuses a write with
 ReplicatedWriteConflictException (a global table in multi-Region strong consistency, the item being
-written in another region at the same moment); 500 InternalError with the request's id for any exception
-a handler did not expect, instead of API Gateway's bare 502.
+written in another region at the same moment); 503 TableUnavailable (`"retry": true`, `Retry-After: 1`)
+when DynamoDB answers InternalServerError or ServiceUnavailable after botocore's retries, or, for a strongly
+consistent table, AccessDeniedException (a strong table whose region is cut off from the others, or whose
+replication a resource policy denies, refuses writes and strong reads that way: another region can serve
+the request); 500 InternalError with the request's id for any exception a handler did not
+expect, instead of API Gateway's bare 502.
 
 Every request handled through `api_handler` writes one JSON line to stdout (CloudWatch Logs on Lambda):
 request ids, route, method, status, latency, region, and the error's code or exception type. An app of
@@ -57,6 +61,9 @@ SERVER_FIELDS = {REGION_FIELD: "the region that wrote the item", WRITTEN_AT_FIEL
                  SERVED_BY_FIELD: "the region that serves a read"}
 JSON_CHARSETS = ("utf-8", "utf8", "us-ascii")
 WRITE_CONFLICT = "ReplicatedWriteConflictException"
+# DynamoDB's server-side failures (HTTP 500/503), left after botocore's own retries: in a strongly consistent
+# table, what a region cut off from the others answers to writes and strongly consistent reads.
+TABLE_UNAVAILABLE = ("InternalServerError", "ServiceUnavailable")
 
 Event = dict[str, Any]
 Response = dict[str, Any]
@@ -87,6 +94,11 @@ def table_name() -> str:
 def hash_key() -> str:
     # The API's key field is always `id`; the table's key attribute may be named otherwise.
     return os.environ.get("HASH_KEY", "id")
+
+
+def strong_table() -> bool:
+    """Whether the table is a strongly consistent (MRSC) global table (TABLE_CONSISTENCY=strong)."""
+    return os.environ.get("TABLE_CONSISTENCY", "eventual") == "strong"
 
 
 # Per purpose, botocore settings: (connect timeout s, read timeout s, attempts in all).
@@ -150,13 +162,21 @@ def serve(event: Event, resource: str, method: str, handle: Callable[[Event], Re
     except BadRequest as exc:
         return error(exc.status, exc.error, exc.message)
     except Exception as exc:
-        if aws_error_code(exc) != WRITE_CONFLICT:
-            raise
-        # botocore's standard retry mode already retried it (the model marks it retryable): the client
-        # may try again, the item was not written.
-        return respond(409, {"error": "WriteConflict", "retry": True,
-                             "message": "the item is being written in another region at the same moment; "
-                                        "nothing was written, retry the request"}, {"Retry-After": "1"})
+        code = aws_error_code(exc)
+        if code == WRITE_CONFLICT:
+            # botocore's standard retry mode already retried it (the model marks it retryable): the client
+            # may try again, the item was not written.
+            return respond(409, {"error": "WriteConflict", "retry": True,
+                                 "message": "the item is being written in another region at the same moment; "
+                                            "nothing was written, retry the request"}, {"Retry-After": "1"})
+        if code in TABLE_UNAVAILABLE or (code == "AccessDeniedException" and strong_table()):
+            # A strong table's replica cut off by a policy that denies replication answers AccessDenied
+            # to writes and strong reads (DynamoDB developer guide, global tables security).
+            return respond(503, {"error": "TableUnavailable", "retry": True, "region": region(),
+                                 "message": f"the table did not answer in {region()} ({code}); nothing was "
+                                            "written, retry the request (another region can serve it)"},
+                           {"Retry-After": "1"})
+        raise
 
 
 def aws_error_code(exc: BaseException) -> str | None:

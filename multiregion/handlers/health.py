@@ -59,8 +59,11 @@ def table_problem() -> str | None:
         return "TABLE_NAME is not set: there is no table to check"
     try:
         # Eventually consistent: half the read cost of a strong read, for a check that runs every few
-        # seconds from every Route 53 checker; it still needs the regional table endpoint to answer.
-        common.dynamodb("health").get_item(TableName=table, Key={common.hash_key(): {"S": PROBE_KEY}})
+        # seconds from every Route 53 checker; it still needs the regional table endpoint to answer. A
+        # strongly consistent table reads strongly: a region cut off from the others refuses such reads (as
+        # it refuses writes), so its check fails and Route 53 routes its clients to a region that can write.
+        common.dynamodb("health").get_item(TableName=table, Key={common.hash_key(): {"S": PROBE_KEY}},
+                                           ConsistentRead=common.strong_table())
     except ClientError as exc:
         error = exc.response.get("Error") or {}
         return f"table {table} in {common.region()}: {error.get('Code')}: {error.get('Message')}"

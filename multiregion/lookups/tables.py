@@ -41,6 +41,18 @@ def replica_statuses(table: dict[str, Any] | None) -> dict[str, str]:
     return {r["RegionName"]: str(r.get("ReplicaStatus", "ACTIVE")) for r in table.get("Replicas", [])}
 
 
+def consistency(table: dict[str, Any] | None) -> str:
+    """The global table's MultiRegionConsistency: STRONG or EVENTUAL (DescribeTable omits it for a table
+    that never was an MRSC table, which is EVENTUAL)."""
+    return str((table or {}).get("MultiRegionConsistency") or "EVENTUAL")
+
+
+def witnesses(table: dict[str, Any] | None) -> dict[str, str]:
+    """Region -> WitnessStatus of the table's witnesses (DescribeTable's GlobalTableWitnesses)."""
+    return {w["RegionName"]: str(w.get("WitnessStatus", "ACTIVE")) for w in (table or {}).get("GlobalTableWitnesses")
+            or []}
+
+
 def wait_active(env: Env, region: str) -> Wait:
     """The wait for the table to accept its next update (DynamoDB takes one at a time)."""
     return Wait(f"table {env.config.table.name} ACTIVE", "dynamodb", region, "describe_table",

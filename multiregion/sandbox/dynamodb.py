@@ -73,6 +73,7 @@ _ERR = "com.amazonaws.dynamodb.v20120810#"
 VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceInUseException", \
     _ERR + "ResourceNotFoundException"
 CONFLICT, INTERNAL = _ERR + "ReplicatedWriteConflictException", _ERR + "InternalServerError"
+ACCESS_DENIED = _ERR + "AccessDeniedException"
 CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
 # AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
 # aws/aws-cli#4906 and aws/aws-cdk#6287).
@@ -541,6 +542,11 @@ class GlobalTables(Extension):
                 return None
             paused = self._cut_off(groups)
             if not all(self._reachable(g, region, paused) for g in groups):
+                if any(denies_replication(region, g.name, datetime.now(timezone.utc)) for g in groups):
+                    # DynamoDB developer guide, global tables security: for an MRSC table, denying the
+                    # replication role's permissions "will result in an AccessDeniedException for write and
+                    # strongly consistent read operations" (the message is the sandbox's own).
+                    return aws_json_error(ACCESS_DENIED, mrsc.REPLICATION_DENIED)
                 return aws_json_error(INTERNAL, mrsc.INTERNAL, 500)
             for group in groups:  # a region that was cut off catches up before it answers
                 self._replicate_group(group, paused)

@@ -30,21 +30,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.regions import distance_km
+from multiregion.regions import STRONG_REGION_SETS, distance_km, strong_region_set
 
 STRONG, EVENTUAL = "STRONG", "EVENTUAL"
 MEMBERS = 3  # regions of an MRSC global table: replicas plus witness
 
-# API reference, CreateGlobalTableWitnessGroupMemberAction: "US Region set: US East (N. Virginia), US East
-# (Ohio), US West (Oregon); EU Region set: Europe (Ireland), Europe (London), Europe (Paris), Europe (Frankfurt);
-# AP Region set: Asia Pacific (Tokyo), Asia Pacific (Seoul), Asia Pacific (Osaka)". The lab above saw AWS accept
-# a eu-west-1 replica with a us-east-2 witness in 2026 (an AWS announcement of cross-continent configurations
-# is said to be behind it); the sandbox keeps to the documented sets until the reference says otherwise.
-REGION_SETS: dict[str, tuple[str, ...]] = {
-    "US": ("us-east-1", "us-east-2", "us-west-2"),
-    "EU": ("eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"),
-    "AP": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3"),
-}
+# The Region sets (regions.py, from the API reference). The ack-api-quirks lab saw AWS accept a eu-west-1 replica
+# with a us-east-2 witness in 2026 (an AWS announcement of cross-continent configurations is said to be behind
+# it); the sandbox keeps to the documented sets until the reference says otherwise.
+REGION_SETS = STRONG_REGION_SETS
 
 UNSUPPORTED_COUNT = "Unsupported replica count for global tables with MultiRegionConsistency set to STRONG."
 WITNESS_NEEDS_STRONG = ("MultiRegionConsistency must be set as STRONG when GlobalTableWitnessUpdates parameter is "
@@ -70,6 +64,10 @@ NOT_EMPTY = ("Cannot create a global table with MultiRegionConsistency set to ST
 # The model's description of ReplicatedWriteConflictException; AWS's wording on the wire could not be checked.
 CONFLICT = ("The request was rejected because one or more items in the request are being modified by a request in "
             "another Region.")
+# The sandbox's wording for a replica whose resource policy denies the replication role (AWS answers
+# AccessDeniedException then; its message could not be checked).
+REPLICATION_DENIED = ("The replica cannot replicate: its resource-based policy denies DynamoDB's replication "
+                      "service (REPLICATION_NOT_AUTHORIZED)")
 # What DynamoDB writes for its HTTP 500 InternalServerError (as the lab above recorded it).
 INTERNAL = "Internal server error"
 
@@ -106,7 +104,7 @@ def too_many_witnesses(count: int) -> str:
 
 
 def region_set(region: str) -> str | None:
-    return next((name for name, regions in REGION_SETS.items() if region in regions), None)
+    return strong_region_set(region)
 
 
 @dataclass(frozen=True)
