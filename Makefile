@@ -34,6 +34,7 @@ browser:
 
 lint: install
 	$(BIN)/ruff check multiregion tests benchmarks
+	$(BIN)/mypy multiregion
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
