@@ -73,6 +73,26 @@ def demo_config() -> dict[str, Any]:
     return yaml.safe_load(DEMO_CONFIG.read_text())
 
 
+def converged_stack(sandbox: Sandbox, directory: Path, cfg: dict[str, Any] | None = None) -> Cli:
+    """The sandbox emptied, then one stack converged by `up` (the demo config unless `cfg`), its config
+    written in `directory`: the shared stack of a test module (module-scoped fixtures call this)."""
+    sandbox.reset()
+    cfg = demo_config() if cfg is None else cfg
+    cfg["endpoint"] = sandbox.url
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cli = Cli(path)
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    return cli
+
+
+def clear_faults(sandbox: Sandbox) -> None:
+    with sandbox.faults_lock:
+        for name in sandbox.faults:
+            sandbox.faults[name] = []
+
+
 @pytest.fixture
 def write_config(tmp_path: Path, sandbox: Sandbox) -> Callable[..., Path]:
     """Write the demo config pointed at the test sandbox, with top-level or dotted overrides."""

@@ -15,11 +15,10 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from multiregion.lookups.tables import ISOLATION_SID
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import Cli, demo_config, wait_for
+from tests.conftest import Cli, clear_faults, converged_stack, wait_for
 
 REGIONS = ("eu-west-1", "us-east-1")
 # At time scale 10: interval 10 s x threshold 2 + one interval + the record's TTL (60 s), in sandbox seconds,
@@ -28,24 +27,14 @@ RTO_BOUND = (10 * 2 + 10 + 60) / 10 + 1.5
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    sandbox_server.reset()
-    cfg = demo_config()
-    cfg["endpoint"] = sandbox_server.url
-    path = tmp_path_factory.mktemp("drill") / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    cli = Cli(path)
-    code, doc = cli.json("up")
-    assert code == 0, doc
-    yield cli
+def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    return converged_stack(sandbox_server, tmp_path_factory.mktemp("drill"))
 
 
 @pytest.fixture
 def faults(sandbox_server: Sandbox) -> Iterator[Sandbox]:
     yield sandbox_server
-    with sandbox_server.faults_lock:
-        for name in sandbox_server.faults:
-            sandbox_server.faults[name] = []
+    clear_faults(sandbox_server)
 
 
 def client(sandbox: Sandbox, service: str, region: str) -> Any:

@@ -11,36 +11,22 @@ import pytest
 
 from multiregion.failover import TEST_ITEM_PREFIX, FailoverTest
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import Cli, wait_for
+from tests.conftest import Cli, clear_faults, converged_stack, wait_for
 
 # The detection bound is measured by polling Route 53's status; allow one poll period on top.
 POLL_SLACK = 0.5
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """One converged demo stack for the module: every failover test restores what it changed."""
-    import yaml
-
-    from tests.conftest import demo_config
-
-    sandbox_server.reset()
-    cfg = demo_config()
-    cfg["endpoint"] = sandbox_server.url
-    path = tmp_path_factory.mktemp("failover") / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    cli = Cli(path)
-    code, doc = cli.json("up")
-    assert code == 0, doc
-    yield cli
+    return converged_stack(sandbox_server, tmp_path_factory.mktemp("failover"))
 
 
 @pytest.fixture
 def clean_faults(sandbox_server: Sandbox) -> Iterator[Sandbox]:
     yield sandbox_server
-    with sandbox_server.faults_lock:
-        for name in sandbox_server.faults:
-            sandbox_server.faults[name] = []
+    clear_faults(sandbox_server)
 
 
 def health_env(sandbox: Sandbox, region: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from multiregion.aws import ClientProvider
 from multiregion.config import Config, load_config
 from multiregion.logs import LogLine, LogQuery, LogsError, QueryError
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import Cli, demo_config, wait_for
+from tests.conftest import converged_stack, demo_config, wait_for
 from tests.test_sandbox_apigateway import request
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -61,13 +61,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    sandbox_server.reset()
-    cfg = demo_config()
-    cfg["endpoint"] = sandbox_server.url
-    path = tmp_path_factory.mktemp("logs") / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    code, doc = Cli(path).json("up")
-    assert code == 0, doc
+    path = converged_stack(sandbox_server, tmp_path_factory.mktemp("logs")).config
+    assert path is not None
     clients = ClientProvider(sandbox_server.url)
     built = Stack(sandbox_server, load_config(path), clients)
     for region in REGIONS:

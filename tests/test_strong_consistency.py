@@ -5,7 +5,6 @@ costs (writes refused in the isolated region)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import yaml
 from multiregion.config import ConfigError, parse_config
 from multiregion.drill.transport import SandboxTransport
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import Cli, DrivenClock, demo_config, wait_for
+from tests.conftest import Cli, DrivenClock, converged_stack, demo_config, wait_for
 
 EU3 = ["eu-west-1", "eu-west-2", "eu-central-1"]
 
@@ -81,12 +80,8 @@ def test_a_witness_needs_strong_consistency() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    sandbox_server.reset()
-    cli = Cli(write(tmp_path_factory.mktemp("strong"), strong_config(sandbox_server, EU3)))
-    code, doc = cli.json("up")
-    assert code == 0, doc
-    yield cli
+def stack(sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    return converged_stack(sandbox_server, tmp_path_factory.mktemp("strong"), strong_config(sandbox_server, EU3))
 
 
 def test_three_regions_converge_into_one_strong_global_table(stack: Cli, sandbox_server: Sandbox) -> None:
