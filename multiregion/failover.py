@@ -247,8 +247,19 @@ class FailoverTest:
 
     def transport(self, client_region: str) -> Transport:
         if self.sandbox_url:
-            return SandboxTransport(self.sandbox_url, self.config.domain.name, client_ip=client_ip(client_region))
-        return HttpsTransport(self.config.domain.name)
+            return SandboxTransport(self.sandbox_url, self.config.domain.name, client_ip=client_ip(client_region),
+                                    headers=self._api_headers)
+        return HttpsTransport(self.config.domain.name, headers=self._api_headers)
+
+    @functools.cached_property
+    def _api_headers(self) -> dict[str, str]:
+        """With `api.auth: api-key` every route but health wants the key (the same value in every region)."""
+        if self.config.api.auth != "api-key":
+            return {}
+        from multiregion.stages.api_keys import read_region
+
+        key = read_region(self.reader, self.config.primary).key or {}
+        return {"x-api-key": str(key["value"])} if key.get("value") else {}
 
     def _health_check(self, region: str, want_healthy: bool) -> tuple[bool, str]:
         healthy = self.healthy(region)
