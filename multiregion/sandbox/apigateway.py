@@ -11,13 +11,16 @@ Host header, as API Gateway routes it by name:
 
 Then as API Gateway does: the stage serves the resource tree of its deployment (a snapshot taken at
 CreateDeployment, so an undeployed change is not live), literal path segments win over `{param}`, which
-wins over `{proxy+}`; the method or ANY; then the `AWS_PROXY` integration builds the payload 1.0 event,
-checks the function's resource policy (lambda:AddPermission for apigateway.amazonaws.com and this API),
-and runs the function in the sandbox's Lambda runtime. Answers follow AWS: unknown stage or mapping 403
-Forbidden, unknown path or method 403 Missing Authentication Token, Lambda refusing the call (throttled,
-no permission) 500, a function error, timeout or malformed proxy response 502, all with
-`{"message": ...}`. Every answer carries `x-multiregion-region`, the region that served it, and failures a
-short `x-multiregion-error` saying why (what API Gateway's execution log would say).
+wins over `{proxy+}`; the method or ANY; its API key check and the throttles (usage plan, then stage
+method settings: sandbox/apigateway_usage.py); then the integration. `AWS_PROXY` builds the payload 1.0
+event, checks the function's resource policy (lambda:AddPermission for apigateway.amazonaws.com and this
+API), and runs the function in the sandbox's Lambda runtime; `MOCK` answers from the method's templates and
+integration responses (sandbox/apigateway_mock.py). Answers follow AWS: unknown stage or mapping 403
+Forbidden, unknown path or method 403 Missing Authentication Token, no valid API key 403 Forbidden, an
+empty token bucket 429 Too Many Requests, Lambda refusing the call (throttled, no permission) 500, a
+function error, timeout or malformed proxy response 502, all with `{"message": ...}`. Every answer carries
+`x-multiregion-region`, the region that served it, and failures a short `x-multiregion-error` saying why
+(what API Gateway's execution log would say).
 
 Reaching a region's API from a shell, with the sandbox on its default port:
 
