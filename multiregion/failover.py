@@ -55,7 +55,7 @@ from multiregion.drill.traffic import (
     Transport,
 )
 from multiregion.drill.transport import HttpsTransport, SandboxTransport
-from multiregion.engine import Context, Runner, Stage
+from multiregion.engine import TAG_STACK, Context, Runner, Stage
 from multiregion.lookups.functions import wait_updated
 from multiregion.lookups.health_checks import CheckerVerdicts
 from multiregion.lookups.routing import dns_answer
@@ -248,8 +248,21 @@ class FailoverTest:
 
     def transport(self, client_region: str) -> Transport:
         if self.sandbox_url:
-            return SandboxTransport(self.sandbox_url, self.config.domain.name, client_ip=client_ip(client_region))
-        return HttpsTransport(self.config.domain.name)
+            return SandboxTransport(self.sandbox_url, self.config.domain.name, client_ip=client_ip(client_region),
+                                    headers=self._api_headers)
+        return HttpsTransport(self.config.domain.name, headers=self._api_headers)
+
+    @functools.cached_property
+    def _api_headers(self) -> dict[str, str]:
+        """With `api.auth: api-key` every route but health wants the key (the same value in every region)."""
+        if self.config.api.auth != "api-key":
+            return {}
+        service = self.config.service  # the key the api-keys stage made: its name and the stack's tag
+        pages = self.reader.client("apigateway", self.config.primary).get_paginator("get_api_keys").paginate(
+            nameQuery=service, includeValues=True)
+        values = [k["value"] for page in pages for k in page.get("items", []) if k.get("value")
+                  and k.get("name") == service and (k.get("tags") or {}).get(TAG_STACK) == service]
+        return {"x-api-key": values[0]} if values else {}
 
     def _health_check(self, region: str, want_healthy: bool) -> tuple[bool, str]:
         healthy = self.healthy(region)

@@ -50,11 +50,13 @@ class TwoRegions:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in ENDPOINTS}
         self.failing: set[str] = set()
         self.hosts: set[tuple[str, str]] = set()
+        self.api_keys: list[str | None] = []
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any], str | None]:
         region = REGION_OF.get(headers.get(CONNECT_TO_HEADER, ""))
         with self.lock:
             self.hosts.add((headers.get("Host", ""), headers.get(CLIENT_IP_HEADER, "")))
+            self.api_keys.append(headers.get("x-api-key"))
             if region is None:
                 return 404, {"message": "unknown endpoint"}, None
             if region in self.failing:
@@ -195,6 +197,15 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def test_sandbox_transport_sends_the_apis_headers_but_keeps_its_own(regions: tuple[TwoRegions, str]) -> None:
+    app, url = regions
+    transport = SandboxTransport(url, GLOBAL_NAME, timeout=2.0, headers={"x-api-key": "k" * 20, "Host": "wrong"})
+    assert transport.send(ENDPOINTS["eu-west-1"], "POST", "/item", {"id": "a"}).status == 201
+    assert transport.send(ENDPOINTS["us-east-1"], "GET", "/item/a", None).status == 200
+    assert app.api_keys == ["k" * 20] * 2
+    assert app.hosts == {(GLOBAL_NAME, "")}
+
+
 def test_sandbox_transport_gives_status_0_when_nothing_listens() -> None:
     transport = SandboxTransport(f"http://127.0.0.1:{closed_port()}", GLOBAL_NAME, timeout=1.0)
     response = transport.send(ENDPOINTS["eu-west-1"], "GET", "/item/x", None)
@@ -229,11 +240,11 @@ def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext, list[tuple[str | None, str]]]]:
-    """An HTTPS server on 127.0.0.1 with a certificate for the global name; it notes (SNI, Host) of each
-    request. The client context trusts that certificate alone."""
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext, list[tuple[str | None, str, str | None]]]]:
+    """An HTTPS server on 127.0.0.1 with a certificate for the global name; it notes (SNI, Host, x-api-key)
+    of each request. The client context trusts that certificate alone."""
     cert, key = self_signed(tmp_path, GLOBAL_NAME)
-    seen: list[tuple[str | None, str]] = []
+    seen: list[tuple[str | None, str, str | None]] = []
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     sni: dict[int, str | None] = {}
@@ -241,7 +252,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext, list[tuple
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            seen.append((sni.get(id(self.connection)), self.headers.get("Host", "")))
+            seen.append((sni.get(id(self.connection)), self.headers.get("Host", ""), self.headers.get("x-api-key")))
             data = json.dumps({"served_by": "eu-west-1"}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -262,15 +273,24 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext, list[tuple
 
 
 def test_https_transport_sends_the_global_name_as_sni_and_host_and_verifies_it(
-        tls_server: tuple[int, ssl.SSLContext, list[tuple[str | None, str]]]) -> None:
+        tls_server: tuple[int, ssl.SSLContext, list[tuple[str | None, str, str | None]]]) -> None:
     port, ctx, seen = tls_server
     response = HttpsTransport(GLOBAL_NAME, timeout=2.0, port=port, context=ctx).send("127.0.0.1", "GET", "/x", None)
     assert response.status == 200 and response.body == {"served_by": "eu-west-1"}
-    assert seen == [(GLOBAL_NAME, GLOBAL_NAME)]
+    assert seen == [(GLOBAL_NAME, GLOBAL_NAME, None)]
+
+
+def test_https_transport_sends_the_apis_headers_with_every_request(
+        tls_server: tuple[int, ssl.SSLContext, list[tuple[str | None, str, str | None]]]) -> None:
+    port, ctx, seen = tls_server
+    transport = HttpsTransport(GLOBAL_NAME, timeout=2.0, port=port, context=ctx, headers={"x-api-key": "k" * 20})
+    for _ in range(2):
+        assert transport.send("127.0.0.1", "GET", "/x", None).status == 200
+    assert seen == [(GLOBAL_NAME, GLOBAL_NAME, "k" * 20)] * 2
 
 
 def test_https_transport_refuses_a_certificate_for_another_name(
-        tls_server: tuple[int, ssl.SSLContext, list[tuple[str | None, str]]]) -> None:
+        tls_server: tuple[int, ssl.SSLContext, list[tuple[str | None, str, str | None]]]) -> None:
     port, ctx, seen = tls_server
     response = HttpsTransport("other.example.com", timeout=2.0, port=port, context=ctx).send(
         "127.0.0.1", "GET", "/x", None)

@@ -142,6 +142,33 @@ def test_api_gateway_models_have_what_moto_compat_declares(sandbox: Sandbox, aws
         assert REGION in moto_compat.apigateway_regions()
 
 
+def test_api_keys_usage_plans_and_mock_responses_have_what_moto_compat_declares(sandbox: Sandbox, aws: Any) -> None:
+    apigw = aws("apigateway", REGION)
+    api = apigw.create_rest_api(name="a", endpointConfiguration={"types": ["REGIONAL"]})["id"]
+    root = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    target = {"restApiId": api, "resourceId": root, "httpMethod": "OPTIONS"}
+    apigw.put_method(**target, authorizationType="NONE", apiKeyRequired=True)
+    apigw.put_method_response(**target, statusCode="200")
+    apigw.put_integration(**target, type="MOCK", requestTemplates={"application/json": '{"statusCode": 200}'})
+    apigw.put_integration_response(**target, statusCode="200", selectionPattern="2\\d{2}")
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    key = apigw.create_api_key(name="k", value="v" * 20, enabled=True)["id"]
+    plan = apigw.create_usage_plan(name="p", apiStages=[{"apiId": api, "stage": "prod"}])["id"]
+    apigw.create_usage_plan_key(usagePlanId=plan, keyId=key, keyType="API_KEY")
+    with sandbox.lock:
+        method = moto_compat.rest_apis(REGION)[api].resources[root].resource_methods["OPTIONS"]
+        assert method.api_key_required is True
+        integration = method.method_integration
+        assert integration is not None and integration.integration_responses is not None
+        assert _missing(integration.integration_responses["200"], moto_compat.IntegrationResponse) == []
+        assert integration.integration_responses["200"].selection_pattern == "2\\d{2}"
+        assert _missing(method.method_responses["200"], moto_compat.MethodResponse) == []
+        assert _missing(moto_compat.api_keys(REGION)[key], moto_compat.ApiKey) == []
+        assert _missing(moto_compat.usage_plans(REGION)[plan], moto_compat.UsagePlan) == []
+        assert moto_compat.usage_plan_key_ids(REGION, plan) == {key}
+        assert moto_compat.usage_plan_key_ids("eu-north-1", plan) == set()
+
+
 def test_lambda_and_iam_models_have_what_moto_compat_declares(sandbox: Sandbox, aws: Any) -> None:
     role = aws("iam").create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},

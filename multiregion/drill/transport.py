@@ -14,6 +14,9 @@ transports reproduce that connection:
 One connection per request, no keep-alive: a pooled connection would keep a client on the old region
 after its DNS answer moved, which is not the behaviour the drill measures. Never raises: a refused
 connection, a TLS failure or a timeout is status 0 with the error text.
+
+Both send `headers` with every request: what the API asks of its clients, e.g. `x-api-key` when its
+methods require an API key (`api.auth: api-key`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import socket
 import ssl
 import time
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from multiregion.drill.traffic import Response
@@ -70,16 +74,18 @@ class SandboxTransport:
     a sandbox that routes the global name by its own DNS answer, without honouring the Connect-To header,
     still serves the request from the client's location (then without the client's cached answer)."""
 
-    def __init__(self, sandbox_url: str, host: str, timeout: float = DEFAULT_TIMEOUT, *, client_ip: str | None = None):
+    def __init__(self, sandbox_url: str, host: str, timeout: float = DEFAULT_TIMEOUT, *, client_ip: str | None = None,
+                 headers: Mapping[str, str] | None = None):
         parsed = urllib.parse.urlsplit(sandbox_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"the sandbox URL must be http://host:port, not {sandbox_url!r}")
         self.address, self.port = parsed.hostname, parsed.port or 80
         self.host, self.timeout, self.client_ip = host, timeout, client_ip
+        self.headers = dict(headers or {})
 
     def send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None) -> Response:
         conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
-        headers = {"Host": self.host, CONNECT_TO_HEADER: endpoint}
+        headers = {**self.headers, "Host": self.host, CONNECT_TO_HEADER: endpoint}
         if self.client_ip:
             headers[CLIENT_IP_HEADER] = self.client_ip
         return _exchange(conn, method, path, body, headers)
@@ -106,10 +112,11 @@ class HttpsTransport:
     global name `host` as SNI, Host and the name the certificate must be valid for."""
 
     def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT, *, port: int = 443,
-                 context: ssl.SSLContext | None = None):
+                 context: ssl.SSLContext | None = None, headers: Mapping[str, str] | None = None):
         self.host, self.timeout, self.port = host, timeout, port
         self.context = context or ssl.create_default_context()
+        self.headers = dict(headers or {})
 
     def send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None) -> Response:
         conn = _PinnedHTTPSConnection(endpoint, self.port, self.host, self.timeout, self.context)
-        return _exchange(conn, method, path, body, {"Host": self.host})
+        return _exchange(conn, method, path, body, {**self.headers, "Host": self.host})

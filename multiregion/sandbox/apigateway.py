@@ -11,13 +11,16 @@ Host header, as API Gateway routes it by name:
 
 Then as API Gateway does: the stage serves the resource tree of its deployment (a snapshot taken at
 CreateDeployment, so an undeployed change is not live), literal path segments win over `{param}`, which
-wins over `{proxy+}`; the method or ANY; then the `AWS_PROXY` integration builds the payload 1.0 event,
-checks the function's resource policy (lambda:AddPermission for apigateway.amazonaws.com and this API),
-and runs the function in the sandbox's Lambda runtime. Answers follow AWS: unknown stage or mapping 403
-Forbidden, unknown path or method 403 Missing Authentication Token, Lambda refusing the call (throttled,
-no permission) 500, a function error, timeout or malformed proxy response 502, all with
-`{"message": ...}`. Every answer carries `x-multiregion-region`, the region that served it, and failures a
-short `x-multiregion-error` saying why (what API Gateway's execution log would say).
+wins over `{proxy+}`; the method or ANY; its API key check and the throttles (usage plan, then stage
+method settings: sandbox/apigateway_usage.py); then the integration. `AWS_PROXY` builds the payload 1.0
+event, checks the function's resource policy (lambda:AddPermission for apigateway.amazonaws.com and this
+API), and runs the function in the sandbox's Lambda runtime; `MOCK` answers from the method's templates and
+integration responses (sandbox/apigateway_mock.py). Answers follow AWS: unknown stage or mapping 403
+Forbidden, unknown path or method 403 Missing Authentication Token, no valid API key 403 Forbidden, an
+empty token bucket 429 Too Many Requests, Lambda refusing the call (throttled, no permission) 500, a
+function error, timeout or malformed proxy response 502, all with `{"message": ...}`. Every answer carries
+`x-multiregion-region`, the region that served it, and failures a short `x-multiregion-error` saying why
+(what API Gateway's execution log would say).
 
 Reaching a region's API from a shell, with the sandbox on its default port:
 
@@ -57,6 +60,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
+from multiregion.sandbox import apigateway_mock as mock
+from multiregion.sandbox import apigateway_usage as usage
 from multiregion.sandbox import moto_compat
 from multiregion.sandbox.addresses import endpoint_at, is_address
 from multiregion.sandbox.app import ACCOUNT_ID, Extension, SandboxRequest
@@ -82,6 +87,7 @@ class Integration:
     uri: str
     http_method: str | None
     credentials: str | None
+    mock: mock.MockConfig | None = None  # a MOCK integration's templates and responses
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class Method:
     resource_id: str
     resource_path: str
     integration: Integration | None
+    api_key_required: bool = False
 
 
 @dataclass
@@ -129,9 +136,8 @@ def resource_tree(api: moto_compat.RestApi) -> Node:
     def build(res: moto_compat.Resource, path: str) -> Node:
         node = Node(path=path, resource_id=res.id)
         for verb, method in res.resource_methods.items():
-            integ = method.method_integration
-            node.methods[verb.upper()] = Method(verb.upper(), res.id, path, None if integ is None else Integration(
-                integ.integration_type or "", integ.uri or "", integ.http_method, integ.credentials))
+            node.methods[verb.upper()] = Method(verb.upper(), res.id, path, _integration(method),
+                                                bool(method.api_key_required))
         for child in children.get(res.id, []):
             part = child.path_part
             sub = build(child, f"{path.rstrip('/')}/{part}")
@@ -144,6 +150,24 @@ def resource_tree(api: moto_compat.RestApi) -> Node:
         return node
 
     return build(api.resources[api.root_resource_id], "/")
+
+
+def _integration(method: moto_compat.Method) -> Integration | None:
+    integ = method.method_integration
+    if integ is None:
+        return None
+    kind = integ.integration_type or ""
+    return Integration(kind, integ.uri or "", integ.http_method, integ.credentials,
+                       _mock_config(method, integ) if kind == "MOCK" else None)
+
+
+def _mock_config(method: moto_compat.Method, integ: moto_compat.Integration) -> mock.MockConfig:
+    responses = tuple(mock.IntegrationResponse(str(r.status_code), r.selection_pattern or None,
+                                               dict(r.response_parameters or {}), dict(r.response_templates or {}))
+                      for r in (integ.integration_responses or {}).values())
+    declared = {str(status): frozenset(r.response_parameters or {}) for status, r in method.method_responses.items()}
+    return mock.MockConfig(dict(integ.request_templates or {}), integ.passthrough_behaviour or "WHEN_NO_MATCH",
+                           responses, declared)
 
 
 @dataclass
@@ -160,6 +184,16 @@ class Target:
     context_path: str
     domain_name: str
     binary_media_types: list[str]
+    api_key_source: str = "HEADER"
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # live: not part of a deployment
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request past the API key check and the throttles: the key that metered it, if any."""
+
+    key_id: str | None = None
+    key_value: str | None = None
 
 
 # ---------------------------------------------------------------------- responses
@@ -187,6 +221,11 @@ def internal_error(status: int, region: str, why: str) -> Response:
     return gateway_error(status, "Internal server error", "InternalServerErrorException", region, why)
 
 
+def throttled(region: str, why: str) -> Response:
+    # The gateway response THROTTLED; its x-amzn-ErrorType is not given on an AWS page.
+    return gateway_error(429, "Too Many Requests", "TooManyRequestsException", region, why)
+
+
 class MalformedProxyResponse(ValueError):
     pass
 
@@ -201,9 +240,11 @@ class ApiDataPlane(Extension):
         super().__init__(sandbox)
         # (region, api id, deployment id) -> the resource tree that deployment froze
         self.deployments: dict[tuple[str, str, str], Node] = {}
+        self.throttle = usage.RequestThrottle()
 
     def reset(self) -> None:
         self.deployments.clear()
+        self.throttle.reset()
 
     def handle(self, req: SandboxRequest) -> Response | None:
         if req.service == "apigateway" and req.method == "POST":
@@ -354,7 +395,9 @@ class ApiDataPlane(Extension):
             tree = resource_tree(api)
         return Target(region=region, api_id=api.id, stage=stage.name or "", stage_variables=dict(stage.variables or {}),
                       tree=tree, segments=rest, event_path=event_path, context_path=context_path,
-                      domain_name=domain_name, binary_media_types=list(api.binaryMediaTypes or []))
+                      domain_name=domain_name, binary_media_types=list(api.binaryMediaTypes or []),
+                      api_key_source=(api.api_key_source or "HEADER").upper(),
+                      method_settings={k: dict(v) for k, v in (stage.method_settings or {}).items()})
 
     # ------------------------------------------------------------------ integration
 
@@ -363,16 +406,81 @@ class ApiDataPlane(Extension):
         for node, params in target.tree.candidates(target.segments, {}):
             method = node.methods.get(verb) or node.methods.get("ANY")
             if method is not None:
-                return self._integrate(req, target, method, params)
+                admitted = self._admit(req, target, method)
+                if isinstance(admitted, Response):
+                    return admitted
+                return self._integrate(req, target, method, params, admitted)
         return missing_token(target.region)
 
-    def _integrate(self, req: SandboxRequest, target: Target, method: Method, params: dict[str, str]) -> Response:
+    # ------------------------------------------------------------------ API keys and throttling
+
+    def _admit(self, req: SandboxRequest, target: Target, method: Method) -> Admitted | Response:
+        """The API key check, then the throttles (see sandbox/apigateway_usage.py)."""
+        metered: usage.MeteredKey | None = None
+        value: str | None = None
+        if method.api_key_required:
+            found = self._metered_key(req, target)
+            if isinstance(found, Response):
+                return found
+            metered, value = found
+        why = self.throttle.take(self._demands(target, method, metered),
+                                 usage.request_cost(req.raw.headers.get("User-Agent", ""),
+                                                    self.sandbox.options.time_scale), self.sandbox.now())
+        if why is not None:
+            return throttled(target.region, why)
+        return Admitted(metered.key_id if metered else None, value)
+
+    def _metered_key(self, req: SandboxRequest, target: Target) -> tuple[usage.MeteredKey, str] | Response:
+        route = f"{method_name(req)} of {target.api_id}/{target.stage}"
+        if target.api_key_source != "HEADER":
+            return forbidden(target.region, f"{route} takes its API key from a Lambda authorizer (apiKeySource "
+                                            f"{target.api_key_source}), which the sandbox does not model")
+        value = req.raw.headers.get(usage.API_KEY_HEADER, "").strip()
+        if not value:
+            return forbidden(target.region, f"{route} requires an API key and the request has no x-api-key header")
+        with self.sandbox.lock:
+            found = usage.metered_key(target.region, target.api_id, target.stage, value)
+        if isinstance(found, str):
+            return forbidden(target.region, found)
+        return found, value
+
+    @staticmethod
+    def _demands(target: Target, method: Method, metered: usage.MeteredKey | None) -> list[usage.Demand]:
+        where = (f"RestApi {target.api_id}, Stage {target.stage}, Resource {method.resource_id}, "
+                 f"HttpMethod {method.http_method}")
+        demands = []
+        if metered is not None:
+            if metered.plan_limit is not None:
+                demands.append(usage.Demand(("plan", target.region, metered.plan_id, metered.key_id),
+                                            metered.plan_limit, f"Key throttle limit exceeded for Usage Plan ID "
+                                                                f"{metered.plan_id}, {where}. "
+                                                                f"{metered.plan_limit.describe()}"))
+            wanted = usage.method_key(method.resource_path, method.http_method)
+            if wanted in metered.method_limits:
+                limit = metered.method_limits[wanted]
+                demands.append(usage.Demand(("plan-method", target.region, metered.plan_id, metered.key_id,
+                                             target.api_id, target.stage, wanted), limit,
+                                            f"Key method throttle limit exceeded for Usage Plan ID "
+                                            f"{metered.plan_id}, {where}. {limit.describe()}"))
+        stage = usage.stage_limit(target.method_settings, method.resource_path, method.http_method)
+        if stage is not None:
+            demands.append(usage.Demand(("stage", target.region, target.api_id, target.stage, method.resource_id,
+                                         method.http_method), stage,
+                                        f"Method throttle limit exceeded for {where}. {stage.describe()}"))
+        return demands
+
+    # ------------------------------------------------------------------ integrations
+
+    def _integrate(self, req: SandboxRequest, target: Target, method: Method, params: dict[str, str],
+                   admitted: Admitted) -> Response:
         region = target.region
         integ = method.integration
         if integ is None:
             return internal_error(500, region, "No integration defined for method")
+        if integ.type == "MOCK" and integ.mock is not None:
+            return self._mock(req, target, method, params, integ.mock, admitted)
         if integ.type != "AWS_PROXY":
-            return internal_error(500, region, f"the sandbox serves AWS_PROXY integrations, not {integ.type}")
+            return internal_error(500, region, f"the sandbox serves AWS_PROXY and MOCK integrations, not {integ.type}")
         uri = _STAGE_VARIABLE.sub(lambda m: target.stage_variables.get(m.group(1), ""), integ.uri)
         match = _LAMBDA_URI.match(uri)
         if match is None:
@@ -388,7 +496,7 @@ class ApiDataPlane(Extension):
                                                                  target, method, req):
                 return internal_error(500, region, "Execution failed due to configuration error: Invalid "
                                                    "permissions on Lambda function")
-            event = self._event(req, target, method, params)
+            event = self._event(req, target, method, params, admitted)
             result = runtime.run(spec, json.dumps(event).encode())
         except InvokeError as exc:
             return internal_error(500, region, f"Lambda refused the call: {exc.code}: {exc.message}")
@@ -423,7 +531,58 @@ class ApiDataPlane(Extension):
         wanted = function_arn.removesuffix(":$LATEST")
         return any(_allows(s, wanted, sources) for s in statements)
 
-    def _event(self, req: SandboxRequest, target: Target, method: Method, params: dict[str, str]) -> dict[str, Any]:
+    def _mock(self, req: SandboxRequest, target: Target, method: Method, params: dict[str, str],
+              config: mock.MockConfig, admitted: Admitted) -> Response:
+        """A MOCK integration: API Gateway answers from the method's templates, no backend runs."""
+        context = self._request_context(req, target, method, admitted)
+        request = mock.MockRequest(
+            body=req.body, content_type=req.raw.headers.get("Content-Type", ""),
+            accept=req.raw.headers.get("Accept", ""), path=params, querystring={k: req.raw.args.getlist(k)[-1]
+                                                                                for k in req.raw.args},
+            headers=dict(req.raw.headers.items()), context=context, stage_variables=target.stage_variables)
+        try:
+            answer = mock.respond(config, request)
+        except mock.TemplateError as exc:
+            return internal_error(500, target.region, f"mapping template: {exc}")
+        except mock.MockFailure as failure:
+            _log(target, req, failure.why)
+            return gateway_error(failure.status, failure.message, failure.error_type, target.region, failure.why)
+        resp = Response(answer.body, status=answer.status, headers=answer.headers, content_type=answer.content_type)
+        resp.headers["x-amzn-RequestId"] = context["requestId"]
+        resp.headers["x-amz-apigw-id"] = context["extendedRequestId"]
+        resp.headers[REGION_HEADER] = target.region
+        return resp
+
+    def _request_context(self, req: SandboxRequest, target: Target, method: Method,
+                         admitted: Admitted) -> dict[str, Any]:
+        """`requestContext` of the proxy event, which is also `$context` of mapping templates."""
+        now = time.time()
+        identity = {"cognitoIdentityPoolId": None, "accountId": None, "cognitoIdentityId": None, "caller": None,
+                    "sourceIp": req.raw.remote_addr or "127.0.0.1", "principalOrgId": None, "accessKey": None,
+                    "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None, "userArn": None,
+                    "userAgent": req.raw.headers.get("User-Agent"), "user": None}
+        if admitted.key_id is not None:  # API Gateway names the key that metered the request
+            identity.update(apiKey=admitted.key_value, apiKeyId=admitted.key_id)
+        return {
+            "resourceId": method.resource_id,
+            "resourcePath": method.resource_path,
+            "httpMethod": req.method.upper(),
+            "extendedRequestId": secrets.token_urlsafe(12)[:16],
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "path": target.context_path,
+            "accountId": ACCOUNT_ID,
+            "protocol": "HTTP/1.1",
+            "stage": target.stage,
+            "domainPrefix": target.domain_name.split(".")[0],
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": str(uuid.uuid4()),
+            "identity": identity,
+            "domainName": target.domain_name,
+            "apiId": target.api_id,
+        }
+
+    def _event(self, req: SandboxRequest, target: Target, method: Method, params: dict[str, str],
+               admitted: Admitted) -> dict[str, Any]:
         headers = Headers(req.raw.headers)
         source_ip = req.raw.remote_addr or "127.0.0.1"
         forwarded = headers.get("X-Forwarded-For")
@@ -438,8 +597,6 @@ class ApiDataPlane(Extension):
         args = req.raw.args
         query_multi = {k: args.getlist(k) for k in args} or None
         body, is_b64 = _request_body(req.body, headers.get("Content-Type", ""), target.binary_media_types)
-        now = time.time()
-        request_id = str(uuid.uuid4())
         return {
             "resource": method.resource_path,
             "path": target.event_path,
@@ -450,26 +607,7 @@ class ApiDataPlane(Extension):
             "multiValueQueryStringParameters": query_multi,
             "pathParameters": params or None,
             "stageVariables": target.stage_variables or None,
-            "requestContext": {
-                "resourceId": method.resource_id,
-                "resourcePath": method.resource_path,
-                "httpMethod": req.method.upper(),
-                "extendedRequestId": secrets.token_urlsafe(12)[:16],
-                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-                "path": target.context_path,
-                "accountId": ACCOUNT_ID,
-                "protocol": "HTTP/1.1",
-                "stage": target.stage,
-                "domainPrefix": target.domain_name.split(".")[0],
-                "requestTimeEpoch": int(now * 1000),
-                "requestId": request_id,
-                "identity": {"cognitoIdentityPoolId": None, "accountId": None, "cognitoIdentityId": None,
-                             "caller": None, "sourceIp": source_ip, "principalOrgId": None, "accessKey": None,
-                             "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None,
-                             "userArn": None, "userAgent": headers.get("User-Agent"), "user": None},
-                "domainName": target.domain_name,
-                "apiId": target.api_id,
-            },
+            "requestContext": self._request_context(req, target, method, admitted),
             "body": body,
             "isBase64Encoded": is_b64,
         }
@@ -592,6 +730,10 @@ def _condition_holds(operator: str, key: str, expected: Any, sources: set[str]) 
     if operator in ("ArnEquals", "StringEquals"):
         return bool(set(values) & sources)
     return True
+
+
+def method_name(req: SandboxRequest) -> str:
+    return f"{req.method.upper()} {req.path}"
 
 
 def _trace_id() -> str:

@@ -287,10 +287,47 @@ class Integration(Protocol):
     @property
     def credentials(self) -> str | None: ...  # a role instead of the function's resource policy
 
+    @property
+    def request_templates(self) -> dict[str, str] | None: ...  # a MOCK's status comes from its template
+
+    @property
+    def passthrough_behaviour(self) -> str | None: ...  # moto's spelling: a 415 for an unmapped content type
+
+    @property
+    def integration_responses(self) -> Mapping[str, IntegrationResponse] | None: ...  # by status code
+
+
+class IntegrationResponse(Protocol):
+    @property
+    def status_code(self) -> str | int: ...
+
+    @property
+    def selection_pattern(self) -> str | None: ...  # matched against the integration's status; None: default
+
+    @property
+    def response_parameters(self) -> dict[str, str] | None: ...  # method.response.header.X -> 'value'
+
+    @property
+    def response_templates(self) -> dict[str, str | None] | None: ...  # moto stores "" as None
+
+
+class MethodResponse(Protocol):
+    @property
+    def status_code(self) -> str: ...
+
+    @property
+    def response_parameters(self) -> dict[str, Any] | None: ...  # the headers the method may answer
+
 
 class Method(Protocol):
     @property
     def method_integration(self) -> Integration | None: ...
+
+    @property
+    def api_key_required(self) -> bool | None: ...
+
+    @property
+    def method_responses(self) -> Mapping[str, MethodResponse]: ...
 
 
 class Resource(Protocol):
@@ -317,6 +354,9 @@ class Stage(Protocol):
     @property
     def variables(self) -> dict[str, str] | None: ...  # ${stageVariables.x} in integration URIs
 
+    @property
+    def method_settings(self) -> dict[str, dict[str, Any]]: ...  # "*/*" or "{path}/{verb}": stage throttling
+
 
 class RestApi(Protocol):
     @property
@@ -336,6 +376,9 @@ class RestApi(Protocol):
 
     @property
     def binaryMediaTypes(self) -> list[str] | None: ...  # noqa: N802 (moto's name): how bodies cross the proxy
+
+    @property
+    def api_key_source(self) -> str | None: ...  # HEADER: x-api-key; AUTHORIZER: from a Lambda authorizer
 
 
 class DomainName(Protocol):
@@ -426,6 +469,56 @@ def base_path_mappings(region: str, domain: str) -> dict[str, BasePathMapping]:
 def drop_base_path_mappings(region: str, domain: str) -> None:
     """On AWS a deleted domain's mappings go with it; moto keeps them for the next domain of that name."""
     _apigateway(region).base_path_mappings.pop(domain, None)
+
+
+class ApiKey(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...  # what a client sends in x-api-key
+
+    @property
+    def enabled(self) -> bool: ...
+
+
+class UsagePlan(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def api_stages(self) -> list[dict[str, Any]]: ...  # [{"apiId", "stage", "throttle": {"/path/VERB": ...}}]
+
+    @property
+    def throttle(self) -> dict[str, Any]: ...  # {"rateLimit", "burstLimit"} per key, or {}
+
+
+def api_keys(region: str) -> dict[str, ApiKey]:
+    """The region's API keys by id (a copy)."""
+    try:
+        backend = _apigateway(region)
+    except KeyError:
+        return {}
+    return dict(backend.keys)
+
+
+def usage_plans(region: str) -> dict[str, UsagePlan]:
+    """The region's usage plans by id (a copy)."""
+    try:
+        backend = _apigateway(region)
+    except KeyError:
+        return {}
+    return dict(backend.usage_plans)
+
+
+def usage_plan_key_ids(region: str, plan_id: str) -> set[str]:
+    """The ids of the API keys associated with a usage plan (moto keeps the entry of a deleted key: callers
+    look the key up in `api_keys` too)."""
+    try:
+        backend = _apigateway(region)
+    except KeyError:
+        return set()
+    return set(backend.usage_plan_keys.get(plan_id, {}))
 
 
 # ---------------------------------------------------------------------------------------------- Lambda
