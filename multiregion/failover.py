@@ -55,7 +55,8 @@ from multiregion.drill.traffic import (
     Transport,
 )
 from multiregion.drill.transport import HttpsTransport, SandboxTransport
-from multiregion.engine import TAG_STACK, Context, Runner, Stage
+from multiregion.engine import Context, Runner, Stage
+from multiregion.lookups.api_keys import key_value
 from multiregion.lookups.functions import wait_updated
 from multiregion.lookups.health_checks import CheckerVerdicts
 from multiregion.lookups.routing import dns_answer
@@ -257,12 +258,8 @@ class FailoverTest:
         """With `api.auth: api-key` every route but health wants the key (the same value in every region)."""
         if self.config.api.auth != "api-key":
             return {}
-        service = self.config.service  # the key the api-keys stage made: its name and the stack's tag
-        pages = self.reader.client("apigateway", self.config.primary).get_paginator("get_api_keys").paginate(
-            nameQuery=service, includeValues=True)
-        values = [k["value"] for page in pages for k in page.get("items", []) if k.get("value")
-                  and k.get("name") == service and (k.get("tags") or {}).get(TAG_STACK) == service]
-        return {"x-api-key": values[0]} if values else {}
+        value = key_value(self.reader, self.config.primary)
+        return {"x-api-key": value} if value else {}
 
     def _health_check(self, region: str, want_healthy: bool) -> tuple[bool, str]:
         healthy = self.healthy(region)

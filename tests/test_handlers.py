@@ -31,7 +31,7 @@ def table(sandbox: Sandbox, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("TABLE_NAME", TABLE)
-    for var in ("STATUS", "HASH_KEY", "DEEP_CHECK", "TABLE_CONSISTENCY"):
+    for var in ("STATUS", "HASH_KEY", "DEEP_CHECK", "TABLE_CONSISTENCY", "CORS_ORIGINS"):
         monkeypatch.delenv(var, raising=False)
     common.reset_client()
     yield client
@@ -545,3 +545,21 @@ def test_without_deep_check_the_table_is_not_read(table: Any, monkeypatch: pytes
     monkeypatch.setenv("DEEP_CHECK", "sometimes")
     response = health.handler(event("GET", "/health", resource="/health"), None)
     assert response["statusCode"] == 500 and body(response)["error"] == "InvalidConfiguration"
+
+
+def test_answers_to_an_allowed_origin_carry_it_and_others_get_nothing(table: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://app.example.com,https://admin.example.com")
+    request = event("POST", "/item", {"id": "cors"})
+    request["headers"]["Origin"] = "https://app.example.com"
+    answer = put_item.handler(request)
+    assert answer["statusCode"] == 201
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert answer["headers"]["Vary"] == "Origin"
+    request["headers"]["Origin"] = "https://evil.example.com"
+    assert "Access-Control-Allow-Origin" not in put_item.handler(request)["headers"]
+    monkeypatch.setenv("CORS_ORIGINS", "*")
+    request["headers"]["Origin"] = "https://anyone.example.com"
+    assert put_item.handler(request)["headers"]["Access-Control-Allow-Origin"] == "*"
+    monkeypatch.delenv("CORS_ORIGINS")
+    assert "Access-Control-Allow-Origin" not in put_item.handler(request)["headers"]

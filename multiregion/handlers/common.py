@@ -204,11 +204,30 @@ def api_handler(handler: Handler) -> Handler:
                                      "message": "the request failed inside the API; the function's log has "
                                                 "the details under this request_id"})
             log_request(event, context, response, started, exc)
-            return response
+            return with_cors(event, response)
         log_request(event, context, response, started)
-        return response
+        return with_cors(event, response)
 
     return wrapped
+
+
+def with_cors(event: Event, response: Response) -> Response:
+    """The allowed origin on an answer to a browser's request (CORS_ORIGINS, set from `api.cors`): API
+    Gateway answers the preflight itself (a MOCK integration), but a proxy integration's answer carries only
+    the headers the function sets (API Gateway developer guide, CORS for REST APIs)."""
+    allowed = [o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()]
+    headers = {str(k).lower(): v for k, v in ((event.get("headers") or {}) if isinstance(event, dict) else {}).items()}
+    origin = headers.get("origin")
+    if not allowed or not origin or not isinstance(response, dict):
+        return response
+    if "*" in allowed:
+        value = "*"
+    elif origin in allowed:
+        value = origin
+    else:
+        return response  # not an allowed origin: the browser refuses the answer, as it should
+    extra = {"Access-Control-Allow-Origin": value, **({"Vary": "Origin"} if value != "*" else {})}
+    return {**response, "headers": {**(response.get("headers") or {}), **extra}}
 
 
 def request_id(event: Event, context: Any) -> str:

@@ -15,8 +15,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from multiregion.engine import GLOBAL, TAG_STACK, Change, Env, Inputs, NodePlan, Reader, Stage
+from multiregion.engine import GLOBAL, Change, Env, Inputs, NodePlan, Reader, Stage
 from multiregion.executor import BuiltinContext, builtin
+from multiregion.lookups.api_keys import plan_key_ids, stack_keys, stack_usage_plans
 from multiregion.plan import Builtin, Call
 
 
@@ -43,22 +44,10 @@ class ApiKeysStatus:
                 "keys": dict(self.keys)}
 
 
-def _ours(service: str, item: dict[str, Any]) -> bool:
-    return item.get("name") == service and (item.get("tags") or {}).get(TAG_STACK) == service
-
-
 def read_region(aws: Reader, region: str) -> RegionKeys:
-    client = aws.client("apigateway", region)
-    service = aws.config.service
-    keys = [k for page in client.get_paginator("get_api_keys").paginate(nameQuery=service, includeValues=True)
-            for k in page.get("items", []) if _ours(service, k)]
-    plans = [p for page in client.get_paginator("get_usage_plans").paginate()
-             for p in page.get("items", []) if _ours(service, p)]
+    keys, plans = stack_keys(aws, region), stack_usage_plans(aws, region)
     plan = plans[0] if plans else None
-    plan_keys: tuple[str, ...] = ()
-    if plan is not None:
-        pages = client.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan["id"])
-        plan_keys = tuple(k["id"] for page in pages for k in page.get("items", []))
+    plan_keys = plan_key_ids(aws, region, plan["id"]) if plan is not None else ()
     return RegionKeys(keys[0] if keys else None, plan, plan_keys)
 
 
