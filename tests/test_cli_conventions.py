@@ -392,3 +392,15 @@ def test_ci_examples_run_drift_check_apply_and_drill_with_options_that_exist(sou
     for argv in commands:  # every option is one the CLI knows (click refuses an unknown one before --help)
         result = CliRunner().invoke(main, [*argv, "--help"])
         assert result.exit_code == 0, f"multiregion {' '.join(argv)}: {result.output}"
+
+
+def test_iam_policy_lets_the_credentials_assume_the_regions_roles_and_only_then() -> None:
+    from multiregion import iam_policy
+
+    role = "arn:aws:iam::123456789012:role/deploy-us"
+    with_role = iam_policy.statements(parse_config(demo_config() | {"aws": {"us-east-1": {"role_arn": role}}}),
+                                      "123456789012", "aws")
+    [statement] = [s for s in with_role if s["Sid"] == "AssumedRoles"]
+    assert statement["Action"] in ("sts:AssumeRole", ["sts:AssumeRole"]) and statement["Resource"] in (role, [role])
+    plain = iam_policy.statements(parse_config(demo_config()), "123456789012", "aws")
+    assert not [s for s in plain if s["Sid"] == "AssumedRoles"]
