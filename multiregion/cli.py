@@ -250,16 +250,20 @@ def confirm_changes(s: Session, stages: list[Stage[Any]], mode: str, yes: bool, 
     if not s.remote or yes:
         return True
     result = Runner(s.ctx, stages, mode).run()
-    if result.errors:
-        return True  # the run itself reports them
-    if not result.changes:
+    if not result.changes and not result.errors:
         return True
+    # A stage that could not be read may still write once the run reaches it: an incomplete plan is asked too.
+    incomplete = " (the plan is incomplete: some stages could not be read)" if result.errors else ""
     if not s.as_json:
-        print_changes(s, result.changes, f"{len(result.changes)} change(s) to {verb}")
+        if result.changes:
+            print_changes(s, result.changes, f"{len(result.changes)} change(s) to {verb}")
+        for error in result.errors:
+            s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
     if not sys.stdin.isatty():
         raise click.UsageError(f"{verb} needs confirmation against AWS: run it at a terminal, or pass --yes "
-                               "(nothing was changed)")
-    click.confirm(f"{verb.capitalize()} these {len(result.changes)} change(s) in AWS?", abort=True, err=s.as_json)
+                               f"(nothing was changed){incomplete}")
+    click.confirm(f"{verb.capitalize()} these {len(result.changes)} change(s) in AWS{incomplete}?", abort=True,
+                  err=s.as_json)
     return True
 
 

@@ -114,6 +114,16 @@ def test_against_aws_up_without_a_terminal_or_yes_exits_2_before_any_write(on_aw
     assert [r for r in seen if r.write] == []
 
 
+def test_against_aws_an_incomplete_plan_is_confirmed_too(on_aws: Cli, proxy: CountingProxy,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stage that could not be read would still write when `up` reached it: no skipping the question.
+    refuse(monkeypatch, "lambda", "GetFunction", "ServiceException", "Lambda is having a bad day", times=10**6)
+    result = on_aws("up")
+    assert result.exit_code == 2, result.output
+    assert "Lambda is having a bad day" in result.output and "the plan is incomplete" in result.stderr
+    assert proxy.seen() and proxy.writes() == []
+
+
 def test_against_aws_up_yes_converges_and_plan_is_then_empty(on_aws: Cli, proxy: CountingProxy,
                                                              aws: Callable[..., Any]) -> None:
     code, doc = on_aws.json("up", "--yes")
