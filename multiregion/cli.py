@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from botocore.exceptions import ProfileNotFound
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from multiregion import __version__
-from multiregion.aws import ClientProvider
-from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, json_schema, load_config
+from multiregion.aws import Access, ClientProvider
+from multiregion.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
 from multiregion.drill.budgets import Budgets
 from multiregion.engine import (
     GLOBAL,
@@ -39,7 +40,7 @@ from multiregion.engine import (
 )
 from multiregion.failover import FAULTS, MODES, FailoverTest, SandboxLink
 from multiregion.failover import Options as FailoverOptions
-from multiregion.lease import DEFAULT_TTL, Held, LeaseHeld, Leases
+from multiregion.lease import Held, LeaseHeld, Leases, lease_ttl
 from multiregion.packaging import PackagingError
 from multiregion.plan import Change, monthly_cost
 from multiregion.regions import REGIONS
@@ -70,7 +71,7 @@ class Session:
         self.console = make_console(stderr=as_json, no_color=options.get("no_color", False))
         self.reporter = RichReporter(self.console, quiet=as_json)
         self.clients = connect(config, self.reporter, options.get("profile"))
-        local = self.clients.endpoint_url is not None
+        local = self.clients.local  # the sandbox or LocalStack (also through AWS_ENDPOINT_URL): poll quickly
         self.ctx = Context(config=config, clients=self.clients, reporter=self.reporter,
                            poll_interval=0.2 if local else 5.0)
 
@@ -98,13 +99,18 @@ class Session:
     @contextlib.contextmanager
     def lease(self, command: str, wait: float) -> Iterator[None]:
         def waiting(lease: Any) -> None:
-            self.reporter.info(f"waiting for the lease of {lease.owner} (`{lease.command}`, expires "
+            # A warning, not progress: shown with --json too (on stderr), since the run may wait minutes.
+            self.reporter.warn(f"waiting for the lease of {lease.owner} (`{lease.command}`, expires "
                                f"{lease.expires_text})")
 
         def lost() -> None:
             self.reporter.warn("the stack's lease was taken away (force-unlock?): another run may now change it")
 
-        with Held(self.leases(), command, DEFAULT_TTL, wait, waiting, lost):
+        try:
+            ttl = lease_ttl()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None  # before the lease, the first write of a run
+        with Held(self.leases(), command, ttl, wait, waiting, lost):
             yield
 
     def emit(self, data: dict[str, Any]) -> None:
@@ -114,9 +120,13 @@ class Session:
 def make_console(stderr: bool = False, no_color: bool = False) -> Console:
     """A console as wide as the terminal, or (in a CI log) as COLUMNS says, else WIDE; NO_COLOR honoured."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else int(os.environ.get("COLUMNS") or WIDE)
-    return Console(stderr=stderr, highlight=False, width=width,
-                   no_color=no_color or bool(os.environ.get("NO_COLOR")))
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = None if probe.is_terminal else int(columns) if columns.isdigit() and int(columns) > 0 else WIDE
+    plain = no_color or bool(os.environ.get("NO_COLOR"))
+    # rich's no_color drops colours but keeps bold and dim; no colour system at all writes no ANSI style.
+    if plain:
+        return Console(stderr=stderr, highlight=False, width=width, no_color=True, color_system=None)
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def root_options() -> dict[str, Any]:
@@ -125,16 +135,18 @@ def root_options() -> dict[str, Any]:
 
 
 def connect(config: Config, reporter: Reporter, profile: str | None = None) -> ClientProvider:
+    access = {region: Access(a.profile, a.role_arn) for region, a in config.access}
+    endpoint: str | None = config.endpoint
     if config.endpoint == "aws":
-        return ClientProvider(profile=profile)
-    if config.endpoint == "sandbox":
+        endpoint = None  # boto3's own resolution: AWS_ENDPOINT_URL(_<SERVICE>), else AWS
+    elif config.endpoint == "sandbox":
         info = control.running()
         if info is None:
             reporter.info("no sandbox is running; starting one (stop it with `multiregion sandbox stop`)")
             info = control.start()
             reporter.info(f"sandbox started at {info.url} (pid {info.pid})")
-        return ClientProvider(info.url)
-    return ClientProvider(config.endpoint)
+        endpoint = info.url
+    return ClientProvider(endpoint, profile=profile, access=access, home_region=config.primary)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -162,9 +174,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             elif isinstance(exc, GraphError):
                 fail(EXIT_USAGE, f"[red]error[/red] {escape(str(exc))}")
             elif isinstance(exc, Unreachable):
-                fail(EXIT_FAILED, f"[red]error[/red] cannot read the stack: {escape(str(exc))}")
+                # botocore sends every call to AWS_ENDPOINT_URL when it is set: name it, it is easily forgotten.
+                through = f" (through AWS_ENDPOINT_URL={os.environ['AWS_ENDPOINT_URL']})" \
+                    if os.environ.get("AWS_ENDPOINT_URL") else ""
+                fail(EXIT_FAILED, f"[red]error[/red] cannot read the stack: {escape(exc.reason)}{escape(through)}\n"
+                                  f"  hint: {escape(exc.hint)}")
             elif isinstance(exc, LeaseHeld):
                 fail(EXIT_FAILED, f"[red]locked[/red] {escape(str(exc))}\n  hint: {escape(exc.hint)}")
+            elif isinstance(exc, ProfileNotFound):
+                fail(EXIT_USAGE, f"[red]error[/red] {escape(str(exc))}\n  hint: list the profiles with `aws configure "
+                                 "list-profiles`; check --profile, AWS_PROFILE and the config's aws: section")
             elif isinstance(exc, (StepError, control.SandboxError)):
                 fail(EXIT_FAILED, f"[red]error[/red] {escape(str(getattr(exc, 'message', exc)))}")
             else:
@@ -232,16 +251,20 @@ def confirm_changes(s: Session, stages: list[Stage[Any]], mode: str, yes: bool, 
     if not s.remote or yes:
         return True
     result = Runner(s.ctx, stages, mode).run()
-    if result.errors:
-        return True  # the run itself reports them
-    if not result.changes:
+    if not result.changes and not result.errors:
         return True
+    # A stage that could not be read may still write once the run reaches it: an incomplete plan is asked too.
+    incomplete = " (the plan is incomplete: some stages could not be read)" if result.errors else ""
     if not s.as_json:
-        print_changes(s, result.changes, f"{len(result.changes)} change(s) to {verb}")
+        if result.changes:
+            print_changes(s, result.changes, f"{len(result.changes)} change(s) to {verb}")
+        for error in result.errors:
+            s.console.print(f"[red]error[/red] {escape(error.message)}", soft_wrap=True)
     if not sys.stdin.isatty():
         raise click.UsageError(f"{verb} needs confirmation against AWS: run it at a terminal, or pass --yes "
-                               "(nothing was changed)")
-    click.confirm(f"{verb.capitalize()} these {len(result.changes)} change(s) in AWS?", abort=True, err=s.as_json)
+                               f"(nothing was changed){incomplete}")
+    click.confirm(f"{verb.capitalize()} these {len(result.changes)} change(s) in AWS{incomplete}?", abort=True,
+                  err=s.as_json)
     return True
 
 
@@ -459,7 +482,9 @@ def init(directory: Path) -> None:
 def schema() -> None:
     """Print the JSON Schema of config.yaml (from the same model that validates it), for editors:
     `# yaml-language-server: $schema=config.schema.json` at the top of config.yaml."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    from multiregion.scaffold import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 @main.command(name="iam-policy")

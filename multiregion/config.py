@@ -48,6 +48,16 @@ _STAGE_RE = r"^[A-Za-z0-9_]{1,128}$"
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ATTRIBUTE_RE = r"^[A-Za-z0-9_.-]+$"
 _ENDPOINT_RE = re.compile(r"^https?://(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>[^/]*))?/?$")
+# What `_endpoint` accepts, as one pattern for the JSON Schema (the validator checks in code, to say which part
+# is wrong): a port is 1 to 65535.
+_PORT_PATTERN = r"0*(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_ENDPOINT_PATTERN = rf"^(aws|sandbox|https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:{_PORT_PATTERN})?/?)$"
+# What `_dns_name` accepts (any case, an optional final dot), and a zone id, for the JSON Schema.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = rf"(?=.{{1,253}}\.?$)(?:{_DNS_LABEL}\.)+(?![0-9]+\.?$){_DNS_LABEL}\.?"
+_DNS_NAME_PATTERN = rf"^{_DNS_NAME}$"
+_ZONE_PATTERN = rf"^((/hostedzone/)?[A-Z0-9]{{5,32}}|{_DNS_NAME})$"
+_ROLE_ARN_RE = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$"
 _PATH_PART_RE = re.compile(r"^([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\}|\{proxy\+\})$")
 _COMPONENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,24}$")
 
@@ -83,6 +93,7 @@ class Spec:
     choice_reason: str = ""  # "unknown routing mode": the reason given for a value outside `choices`
     pattern: str | None = None
     pattern_reason: str = ""
+    schema_pattern: str | None = None  # the JSON Schema's pattern for a value the validator checks in code
     hint: str = ""
     max_bytes: int | None = None
     items: Spec | None = None
@@ -125,10 +136,20 @@ MODEL = section("A multiregion stack.", {
     "service": string("Prefix of every resource name; the stack's identity.", required=True,
                       pattern=_NAME_RE, pattern_reason="is not a valid service name",
                       hint="use 2-32 lowercase letters, digits and dashes, starting with a letter"),
-    "regions": Spec("list", "AWS regions; the first one is the primary.", required=True, non_empty=True,
+    "regions": Spec("list", "AWS regions; the first one is the primary. One region may be written as a plain "
+                    "string (regions: us-east-1 is a list of one).", required=True, non_empty=True,
                     unique=True, one_or_many=True,
                     items=string("An AWS region code.", choices=tuple(REGIONS), choice_reason="unknown region")),
-    "endpoint": string("aws (default), sandbox, or an http(s):// URL such as LocalStack's.", default="aws"),
+    "endpoint": string("aws (default), sandbox, or an http(s):// URL such as LocalStack's.", default="aws",
+                       schema_pattern=_ENDPOINT_PATTERN),
+    "aws": Spec("map", "Per region: the AWS CLI profile and/or the IAM role (assumed with STS) that sign that "
+                "region's calls, for a stack that spans accounts. Route 53 and IAM use the primary region's.",
+                values=section("How one region's calls are signed.", {
+                    "profile": string("An AWS CLI profile (default: --profile, AWS_PROFILE, the credentials chain)."),
+                    "role_arn": string("An IAM role to assume with the profile's credentials.", pattern=_ROLE_ARN_RE,
+                                       pattern_reason="is not an IAM role ARN",
+                                       hint="write it as arn:aws:iam::123456789012:role/NAME"),
+                })),
     "table": section("The DynamoDB global table.", {
         "name": string("Table name (default: the service).", pattern=_TABLE_RE,
                        pattern_reason="is not a valid DynamoDB table name",
@@ -179,8 +200,9 @@ MODEL = section("A multiregion stack.", {
         }),
     }),
     "domain": section("The one global DNS name.", {
-        "name": string("The global name, e.g. api.example.com.", required=True),
-        "hosted_zone": string("The public hosted zone holding it: a DNS name or a zone id.", required=True),
+        "name": string("The global name, e.g. api.example.com.", required=True, schema_pattern=_DNS_NAME_PATTERN),
+        "hosted_zone": string("The public hosted zone holding it: a DNS name or a zone id.", required=True,
+                              schema_pattern=_ZONE_PATTERN),
         "create_zone": boolean("Create the zone if it is missing (delegate it from the registrar then)."),
     }, required=True),
     "health_check": section("The Route 53 health check of every region.", {
@@ -350,9 +372,12 @@ def _schema_of(spec: Spec) -> dict[str, Any]:
         out["type"] = "string"
         if spec.choices:
             out["enum"] = list(spec.choices)
-        if spec.pattern:
-            out["pattern"] = spec.pattern
+        if spec.pattern or spec.schema_pattern:
+            out["pattern"] = spec.pattern or spec.schema_pattern
         out["minLength"] = 1
+        if spec.max_bytes is not None:
+            # JSON Schema counts characters, not bytes: exact for ASCII-only patterns, looser otherwise.
+            out["maxLength"] = spec.max_bytes
     elif spec.kind == "integer":
         out["type"] = "integer"
         if spec.choices:
@@ -451,6 +476,14 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
+class RegionAccess:
+    """`aws.<region>`: how that region's calls are signed."""
+
+    profile: str | None = None
+    role_arn: str | None = None
+
+
+@dataclass(frozen=True)
 class DrillConfig:
     write: tuple[str, str] = ("POST", "/item")
     read: tuple[str, str] = ("GET", "/item/{id}")
@@ -472,6 +505,7 @@ class Config:
     app: AppConfig | None = None
     drill: DrillConfig = field(default_factory=DrillConfig)
     source: str | None = None
+    access: tuple[tuple[str, RegionAccess], ...] = ()  # `aws:` in the file, per region
 
     @property
     def primary(self) -> str:
@@ -540,7 +574,7 @@ def parse_config(data: Any, source: str | None = None, base_dir: Path | None = N
         domain=_domain(raw["domain"]),
         health_check=HealthCheckConfig(hc["interval"], hc["failure_threshold"], hc["deep"]),
         routing=RoutingConfig(routing["mode"], routing["ttl"]), app=app,
-        drill=_drill(raw["drill"], app), source=source)
+        drill=_drill(raw["drill"], app), source=source, access=_access(raw["aws"], tuple(raw["regions"])))
     if not re.match(_TABLE_RE, config.table.name):
         raise ConfigError("table.name", f"{config.table.name!r} is not a valid DynamoDB table name",
                           "use 3-255 characters from A-Z a-z 0-9 _ - .")
@@ -576,6 +610,18 @@ def _check_consistency(config: Config) -> None:
         by_set = ", ".join(f"{r} ({s})" for r, s in sets.items())
         raise ConfigError("table.consistency", f"the regions span two Region sets: {by_set}",
                           "strong consistency keeps all three inside one set (US, EU or AP)")
+
+
+def _access(raw: dict[str, Any] | None, regions: tuple[str, ...]) -> tuple[tuple[str, RegionAccess], ...]:
+    out = []
+    for region, entry in (raw or {}).items():
+        if region not in regions:
+            raise ConfigError(f"aws.{region}", "is not one of the configured regions",
+                              f"configured: {', '.join(regions)}")
+        if not entry["profile"] and not entry["role_arn"]:
+            raise ConfigError(f"aws.{region}", "names neither a profile nor a role_arn", "give one, or remove it")
+        out.append((region, RegionAccess(entry["profile"], entry["role_arn"])))
+    return tuple(out)
 
 
 def _endpoint(value: str) -> str:

@@ -97,12 +97,13 @@ API_KEYS = Scope("ApiKeysAndUsagePlans", "API Gateway /apikeys* and /usageplans*
 USAGE_PLANS = API_KEYS
 LEASES = Scope("StackLease", "the account's lease table multiregion-leases, in the primary region")
 ROUTE53_UNSCOPED = Scope("Route53AccountWide", "no resource type: Route 53 creations, listings, TestDNSAnswer")
+ASSUMED_ROLES = Scope("AssumedRoles", "the roles of the config's aws: section, assumed with STS")
 
 SCOPES: tuple[Scope, ...] = (IDENTITY, TABLE, WITNESS_TABLE, FUNCTIONS, ROLES, PASS_ROLE, SERVICE_LINKED_ROLES,
                              REST_APIS, REST_API,
                              DOMAIN_NAMES, DOMAIN_NAME, API_TAGS, CERTIFICATES, ACM_UNSCOPED, HOSTED_ZONE,
                              HEALTH_CHECKS, TRAFFIC_POLICIES, POLICY_RECORDS, CHANGES, ROUTE53_UNSCOPED,
-                             LOG_GROUPS, LOGS_UNSCOPED, API_KEYS, LEASES)
+                             LOG_GROUPS, LOGS_UNSCOPED, API_KEYS, LEASES, ASSUMED_ROLES)
 
 
 def _regional(target: Target, template: str) -> list[str]:
@@ -156,6 +157,8 @@ def scope_resources(scope: Scope, target: Target) -> list[str]:
                 for service, role in _service_linked_roles(target)]
     if scope == CERTIFICATES:
         return _regional(target, "arn:{p}:acm:{r}:{a}:certificate/*")
+    if scope == ASSUMED_ROLES:
+        return sorted({access.role_arn for _, access in target.config.access if access.role_arn})
     paths = {REST_APIS: "/restapis", REST_API: "/restapis/*", DOMAIN_NAMES: "/domainnames",
              DOMAIN_NAME: "/domainnames/*", API_TAGS: "/tags/*"}
     if scope in paths:
@@ -188,6 +191,7 @@ API_KEY_AUTH = "api-key"  # api.auth: api-key
 CORS = "cors"  # api.cors
 THROTTLE = "throttle"  # api.throttle
 WITNESS = "witness"  # table.witness: a strong table's witness region
+ASSUME_ROLES = "assume-roles"  # a role_arn in the aws: section
 
 
 def _has_replicas(config: Config) -> bool:
@@ -211,6 +215,8 @@ def needed(needs: str, config: Config) -> bool:
         return config.api.throttle is not None
     if needs == WITNESS:
         return config.table.witness is not None
+    if needs == ASSUME_ROLES:
+        return any(access.role_arn for _, access in config.access)
     return True
 
 
@@ -270,6 +276,9 @@ PERMISSIONS: tuple[Permission, ...] = (
     # STS: the first call of every run. AWS documents that GetCallerIdentity needs no permission (even a
     # Deny cannot block it); it is listed so that the policy says everything the tool calls.
     _p("sts", "GetCallerIdentity", IDENTITY),
+    # A region's role (the config's aws: section), assumed with the credentials in use. Those need this
+    # action; the role itself needs the rest of the policy.
+    _p("sts", "AssumeRole", ASSUMED_ROLES, needs=ASSUME_ROLES),
     # DynamoDB: the table in the primary, its replicas (2019.11.21: UpdateTable(ReplicaUpdates) from the
     # primary; AWS then needs these actions on the table in the replica's region too, DynamoDB developer
     # guide, global tables security), and the failover test's own items.

@@ -4,7 +4,7 @@ AWS is the state and there is no state file, so the guard lives in AWS too: an i
 table of the account (`multiregion-leases`, in the stack's primary region, created on first use), written
 with a conditional PutItem that succeeds only when no unexpired lease exists. `up`, `down` and
 `failover-test` take it before their first write and give it back when they end; a run that was killed
-leaves a lease that expires (after `ttl`, ten minutes unless told otherwise) or is removed with
+leaves a lease that expires (after `ttl`: ten minutes, or MULTIREGION_LEASE_SECONDS) or is removed with
 `multiregion force-unlock LEASE_ID`, as Terraform's `force-unlock` does. While a run holds it, a
 background thread renews it, so a long wait (a certificate, a replica) keeps it.
 
@@ -32,6 +32,10 @@ from multiregion.aws import ClientProvider, error_code
 
 TABLE = "multiregion-leases"
 DEFAULT_TTL = 600.0
+# How long a lease lasts unless renewed, in seconds: how soon a killed run's lease expires by itself. A run
+# renews its lease every third of it, so a short one costs a write every few seconds.
+TTL_ENV = "MULTIREGION_LEASE_SECONDS"
+MIN_TTL = 3.0
 TABLE_TAGS = [{"Key": "multiregion:purpose", "Value": "leases of every multiregion stack in the account"}]
 
 
@@ -75,6 +79,20 @@ class Lease:
     def from_item(cls, item: dict[str, Any]) -> Lease:
         return cls(item["stack"]["S"], item["lease_id"]["S"], item["owner"]["S"], item["command"]["S"],
                    float(item["started_at"]["N"]), float(item["expires_at"]["N"]))
+
+
+def lease_ttl() -> float:
+    """The lease duration: MULTIREGION_LEASE_SECONDS, else ten minutes."""
+    text = os.environ.get(TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_TTL
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{TTL_ENV}={text!r} is not a number of seconds") from None
+    if not seconds >= MIN_TTL:  # also refuses NaN
+        raise ValueError(f"{TTL_ENV}={text!r}: a lease lasts at least {MIN_TTL:g} seconds")
+    return seconds
 
 
 def _iso(seconds: float) -> str:

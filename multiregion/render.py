@@ -317,6 +317,11 @@ def print_status(console: Console, data: dict[str, Any], regions: tuple[str, ...
             f"{len(routing.get('latency_records') or [])} latency record(s)"
         console.print(f"  global name   {routing.get('name')} ({routing.get('mode')}): {detail}", markup=False,
                       soft_wrap=True)
+    lease = glob.get("lease")
+    console.print(f"  lease         {lease['lease_id']}: {lease['owner']} running `{lease['command']}` since "
+                  f"{lease['started_at']}, expires {lease['expires_at']} (a dead run's: multiregion force-unlock "
+                  f"{lease['lease_id']})" if lease else "  lease         none (no run holds the stack)",
+                  markup=False, soft_wrap=True)
     for name, value in glob.items():
         if isinstance(value, dict) and value.get("error"):
             console.print(f"  [red]{name}: {value['error']}[/red]")

@@ -3,12 +3,13 @@
 The handlers are copied from this package's `handlers/` when `init` runs, so the project starts from the
 code the built-in item API deploys (and packages to the same zips) without a second copy in this
 repository. The health function is not copied: it stays the tool's own (the failover switch). The other
-files come from `templates/init/`. Nothing is overwritten: if any file to be written exists, nothing is
-written and the error lists them.
+files come from `templates/init/`, and the config's JSON Schema from the model that validates it. Nothing is
+overwritten: if any file to be written exists, nothing is written and the error lists them.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -31,11 +32,24 @@ class ScaffoldError(Exception):
     """`init` refused: the message says which files are in the way."""
 
 
+# Beside config.yaml, which names it in its first line (`# yaml-language-server: $schema=config.schema.json`),
+# so that editors complete and check the file offline.
+SCHEMA_FILE = "config.schema.json"
+
+
+def schema_text() -> str:
+    """The config's JSON Schema as `multiregion schema` prints it (and as the repository commits it)."""
+    from multiregion.config import json_schema
+
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
 def project_files() -> dict[str, bytes]:
     """What `init` writes, by path relative to the project directory."""
     package = resources.files("multiregion")
     files = {target: (package / "templates" / "init" / name).read_bytes() for target, name in TEMPLATES.items()}
     files.update({target: (package / "handlers" / name).read_bytes() for target, name in HANDLERS.items()})
+    files[SCHEMA_FILE] = schema_text().encode("utf-8")
     return dict(sorted(files.items()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -108,9 +109,39 @@ def write_config(tmp_path: Path, sandbox: Sandbox) -> Callable[..., Path]:
             node[leaf] = value
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(cfg))
+        assert_schema_accepts_what_the_validator_accepts(path)
         return path
 
     return write
+
+
+@functools.cache
+def _schema_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    from multiregion.config import json_schema
+
+    return Draft202012Validator(json_schema())
+
+
+def schema_errors(data: Any) -> list[str]:
+    """What `multiregion schema` finds wrong with a config (empty: an editor would accept it)."""
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+            for e in _schema_validator().iter_errors(data)]
+
+
+def assert_schema_accepts_what_the_validator_accepts(path: Path) -> None:
+    """Every config a test writes through `write_config` that the validator accepts, the JSON Schema accepts
+    too: what editors are told is never stricter than the tool (tests/test_cli_conventions.py checks the
+    other way round on the bad configs)."""
+    from multiregion.config import ConfigError, load_config
+
+    try:
+        load_config(path)
+    except ConfigError:
+        return
+    errors = schema_errors(yaml.safe_load(path.read_text()))
+    assert not errors, f"the validator accepts {path} but the JSON Schema refuses it: {errors}"
 
 
 class Cli:

@@ -68,6 +68,10 @@ BAD = [
     (("health_check.failure_threshold", 11), "health_check.failure_threshold", "out of range"),
     (("routing.mode", "geo"), "routing.mode", "unknown routing mode"),
     (("endpoint", "ftp://x"), "endpoint", "is not an endpoint"),
+    # Found by issue 17's sweep: each passed validation, then failed after API calls.
+    (("endpoint", "http://127.0.0.1:99999"), "endpoint", "no valid port"),
+    (("endpoint", "http://127.0.0.1:abc"), "endpoint", "no valid port"),
+    (("table.hash_key", "k" * 300), "table.hash_key", "is 300 bytes long, more than 255"),
     (("service", _DELETE), "service", "is required"),
     (("table.consistency", "strong"), "table.consistency", "exactly three regions"),  # the demo has two
     (("table.consistency", "linearizable"), "table.consistency", "unknown consistency"),
@@ -127,16 +131,19 @@ def listener() -> Iterator[CountingServer]:
 @pytest.mark.parametrize("command", [["up"], ["plan"], ["status"], ["down", "--yes"], ["tables"]])
 def test_cli_exits_2_with_message_and_no_aws_call(change: tuple[str, Any], path: str, reason: str,
                                                   command: list[str], tmp_path: Path,
-                                                  listener: CountingServer) -> None:
+                                                  listener: CountingServer, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = with_change(*change)
     if change[0] != "endpoint":
         cfg["endpoint"] = listener.url
+    # A config whose endpoint is itself the problem would have sent its calls where botocore resolves them.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", listener.url)
     file = tmp_path / "bad.yaml"
     file.write_text(yaml.safe_dump(cfg))
     result = CliRunner().invoke(main, ["--config", str(file), *command])
     assert result.exit_code == 2, result.output
     assert f"{path}: " in result.stderr and reason in result.stderr
     assert "hint:" in result.stderr or reason in ("unknown key",)
+    assert "Traceback" not in result.output and result.stderr.count("config error") == 1
     assert listener.connections == 0
 
 

@@ -28,7 +28,7 @@ from multiregion.aws import ClientProvider
 from multiregion.config import Config, load_config
 from multiregion.logs import LogLine, LogQuery, LogsError, QueryError
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import converged_stack, demo_config, wait_for
+from tests.conftest import Cli, converged_stack, demo_config, wait_for
 from tests.test_sandbox_apigateway import request
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -116,6 +116,26 @@ def test_fetch_shows_each_requests_line_tagged_with_its_region_in_time_order(sta
     assert keys == sorted(keys)
     assert {line.region for line in lines} == set(REGIONS)
     assert {line.function for line in lines} >= {"items-put", "items-health"}  # Route 53's probes hit health
+
+
+def test_the_logs_command_prints_a_handlers_line_tagged_with_its_region(stack: Stack) -> None:
+    # The command itself, as a user runs it: `multiregion logs`, text lines, no Python API in between.
+    assert stack.config.source is not None
+    cli = Cli(Path(stack.config.source))
+    us, eu = stack.put("us-east-1"), stack.put("eu-west-1")
+
+    def printed() -> list[str] | None:
+        result = cli("logs", "--since", "5m", "--function", "put")
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        return lines if any(us in line for line in lines) and any(eu in line for line in lines) else None
+
+    lines: list[str] = wait_for(printed, timeout=10)
+    for region, request_id in (("us-east-1", us), ("eu-west-1", eu)):
+        [line] = [x for x in lines if request_id in x and '"request_id"' in x]
+        stamp, tag, function, message = line.split(maxsplit=3)
+        assert (tag, function) == (region, "items-put") and stamp.endswith("Z")
+        assert json.loads(message)["region"] == region  # the handler's own word on where it ran
 
 
 def test_region_function_and_filter_narrow_the_lines(stack: Stack) -> None:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from multiregion.sandbox.lambda_runtime import CODE_DIR_PREFIX, LambdaRuntime, remove_orphaned_code_dirs
 from multiregion.sandbox.server import Sandbox
+from tests.conftest import wait_for
 
 ECHO = """
 import os
@@ -331,7 +332,9 @@ def test_reset_ends_a_call_in_flight(aws: Any, role: str, sandbox: Sandbox) -> N
     assert call(client, "sleepy")[1] == {"slept": 0}
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(call, client, "sleepy", {"sleep": 20})
-        time.sleep(0.3)
+        # In flight: the runtime has an environment busy with it (a fixed sleep could reset before it arrives).
+        arn = client.get_function(FunctionName="sleepy")["Configuration"]["FunctionArn"]
+        wait_for(lambda: sandbox.extension(LambdaRuntime)._busy.get(arn, 0) == 1)
         started = time.monotonic()
         sandbox.reset()
         resp, out = pending.result(timeout=10)

@@ -16,7 +16,7 @@ from multiregion.scaffold import ScaffoldError, init_project
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 EXPECTED = ["README.md", "app/common.py", "app/get_item.py", "app/put_item.py", "app/requirements.txt",
-            "config.yaml", "tests/test_app.py"]
+            "config.schema.json", "config.yaml", "tests/test_app.py"]
 
 
 def listing(root: Path) -> list[str]:
