@@ -614,6 +614,8 @@ def failover_test(region: str | None, client_region: str | None, client_ip: str 
     if fault and mode and fault != mode:
         raise click.UsageError("give --fault (or its old name --mode) once")
     chosen = fault or mode or "health"
+    if mode and not fault:
+        click.echo("warning: --mode is the old name of --fault; it keeps working", err=True)
     if client_region and client_ip:
         raise click.UsageError("give --client-region or --client-ip, not both")
     for value, flag in ((region, "--region"), (client_region, "--client-region")):
