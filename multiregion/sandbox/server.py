@@ -53,7 +53,7 @@ class SandboxOptions:
     # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
     # propagation delays); see the realism tests. Durations come from `timing` either way.
     # What it turns on: STRICT_BEHAVIOURS below.
-    strict: bool = False
+    strict: bool = True
     # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "names" (the alias target's
     # DNS name) or "addresses" (as Route 53 does: addresses, which the sandbox derives from the target name
     # and serves through X-Multiregion-Connect-To; see sandbox/addresses.py).
