@@ -277,3 +277,20 @@ def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path
     assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
         "eu-west-1", "eu-central-1", "eu-west-1")
 
+
+# Last too: it resets the sandbox.
+def test_an_outage_behind_alias_addresses_is_drilled_and_each_answer_named(write_config: Callable[..., Path]) -> None:
+    """Latency records are alias A records, which Route 53 (and the sandbox) answer with addresses: every
+    region the drill reports comes from asking the endpoint at the address, even while one is down."""
+    cli = Cli(write_config(routing__mode="latency-records"))
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    code, report = cli.json("failover-test", "--mode", "outage")
+    assert code == 0, report
+    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
+        "eu-west-1", "us-east-1", "eu-west-1")
+    clients = report["drill"]["clients"]
+    # The failed region's own clients saw the answer move from the (named) failed region to the other one.
+    assert (clients["eu-west-1"]["dns"]["before"], clients["eu-west-1"]["dns"]["after"]) == ("eu-west-1", "us-east-1")
+    assert clients["us-east-1"]["dns"]["before"] == "us-east-1"
+    assert report["drill"]["passed"] is True

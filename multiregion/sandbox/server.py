@@ -54,10 +54,10 @@ class SandboxOptions:
     # propagation delays); see the realism tests. Durations come from `timing` either way.
     # What it turns on: STRICT_BEHAVIOURS below.
     strict: bool = True
-    # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "names" (the alias target's
-    # DNS name) or "addresses" (as Route 53 does: addresses, which the sandbox derives from the target name
-    # and serves through X-Multiregion-Connect-To; see sandbox/addresses.py).
-    alias_answers: str = "names"
+    # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "addresses" (as Route 53 does:
+    # addresses, which the sandbox derives from the target name and serves through X-Multiregion-Connect-To;
+    # see sandbox/addresses.py) or "names" (the alias target's DNS name, easier to read by hand).
+    alias_answers: str = "addresses"
 
     def __post_init__(self) -> None:
         if self.alias_answers not in ALIAS_ANSWERS:
