@@ -74,6 +74,9 @@ STRICT_BEHAVIOURS = (
     "Route 53: ChangeResourceRecordSets and CreateHostedZone answer PENDING; GetChange says INSYNC after "
     "duration('route53_insync'); an unknown change id is NoSuchChange",
     "API Gateway: control-plane throttling at the documented per-account rates (TooManyRequestsException)",
+    "Lambda: a Pending function, or one whose update is InProgress, refuses updates, PublishVersion and (Pending) "
+    "Invoke with ResourceConflictException; a role is not assumable by Lambda for duration('iam_role_assumable') "
+    "after CreateRole (see lambda_states.py)",
 )
 
 
