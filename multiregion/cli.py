@@ -671,7 +671,8 @@ def sandbox() -> None:
 _TIMING_HELP = ("How long AWS's asynchronous work takes: 'fast' (short fixed delays, for tests and the demo) or "
                 "'aws' (AWS's typical durations, divided by the time scale); see the README.")
 _STRICT_HELP = ("AWS's refusals and pending states: updates in progress, throttling, propagation delays, "
-                "changes PENDING until INSYNC.")
+                "changes PENDING until INSYNC (the default). --no-strict lets every call through at once: "
+                "quicker, but a stage that would fail on AWS may pass.")
 
 
 @sandbox.command()
@@ -680,7 +681,7 @@ _STRICT_HELP = ("AWS's refusals and pending states: updates in progress, throttl
               help="AWS waits are divided by this: 10 makes a 30 s health check interval 3 s.")
 @click.option("--timing", type=click.Choice(control.TIMING_PROFILES), default="fast", show_default=True,
               help=_TIMING_HELP)
-@click.option("--strict", is_flag=True, help=_STRICT_HELP)
+@click.option("--strict/--no-strict", default=True, show_default=True, help=_STRICT_HELP)
 @click.option("--write-state", is_flag=True, hidden=True)
 def serve(port: int, time_scale: float, timing: str, strict: bool, write_state: bool) -> None:
     """Run a sandbox in the foreground until Ctrl-C."""
@@ -713,7 +714,7 @@ def serve(port: int, time_scale: float, timing: str, strict: bool, write_state: 
 
 
 def _describe(time_scale: float, timing: str, strict: bool) -> str:
-    return f"time scale {time_scale:g}, timing {timing}" + (", strict" if strict else "")
+    return f"time scale {time_scale:g}, timing {timing}, " + ("strict" if strict else "not strict")
 
 
 @sandbox.command()
@@ -721,9 +722,9 @@ def _describe(time_scale: float, timing: str, strict: bool) -> str:
 @click.option("--time-scale", default=None, type=float, help="See `sandbox serve --help`.")
 @click.option("--timing", type=click.Choice(control.TIMING_PROFILES), default=None,
               help=_TIMING_HELP + " Default: fast.")
-@click.option("--strict", is_flag=True, help=_STRICT_HELP)
+@click.option("--strict/--no-strict", default=None, help=_STRICT_HELP)
 @handle_errors
-def start(port: int, time_scale: float | None, timing: str | None, strict: bool) -> None:
+def start(port: int, time_scale: float | None, timing: str | None, strict: bool | None) -> None:
     """Start a sandbox in the background (or report the one already running)."""
     already = control.running()
     info = already or control.start(port, time_scale, timing=timing, strict=strict)

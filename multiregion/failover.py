@@ -59,7 +59,7 @@ from multiregion.engine import Context, Runner, Stage
 from multiregion.lookups.api_keys import key_value
 from multiregion.lookups.functions import wait_updated
 from multiregion.lookups.health_checks import CheckerVerdicts
-from multiregion.lookups.routing import dns_answer
+from multiregion.lookups.routing import HEALTH_PATH, EndpointRegions, dns_answer
 from multiregion.lookups.tables import isolation_statement, resource_policy, without_isolation
 from multiregion.lookups.zones import find_hosted_zone
 from multiregion.plan import encode_json
@@ -229,23 +229,12 @@ class FailoverTest:
         return self.answer()[1]
 
     @functools.cached_property
-    def _identified(self) -> dict[str, str]:
-        return {}
-
-    def identify(self, endpoint: str) -> str | None:
-        """The region of an endpoint Route 53 answered by address: asked of the endpoint itself (its health
-        route names its region), as a client connecting there would reach it. Hits are kept; a miss is
-        asked again next time."""
-        if endpoint in self._identified:
-            return self._identified[endpoint]
-        response = self.transport(self.config.primary).send(endpoint, "GET", "/health", None)
-        body = response.body if isinstance(response.body, dict) else {}
-        region = body.get("region") if isinstance(body.get("region"), str) else None
-        region = region or response.headers.get("x-multiregion-region")
-        if region in self.config.regions:
-            self._identified[endpoint] = str(region)
-            return str(region)
-        return None
+    def identify(self) -> EndpointRegions:
+        """The region of an endpoint Route 53 answered by address, asked of the endpoint itself (its health
+        route names its region), as a client connecting there reaches it. Hits are kept; a miss is asked
+        again next time."""
+        return EndpointRegions(self.config.regions, lambda endpoint: self.transport(self.config.primary).send(
+            endpoint, "GET", HEALTH_PATH, None))
 
     def transport(self, client_region: str) -> Transport:
         if self.sandbox_url:

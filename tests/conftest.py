@@ -47,7 +47,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def sandbox_server() -> Iterator[Sandbox]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    sb = Sandbox(SandboxOptions(time_scale=10.0, acm_validation_delay=0.3), port=0).start()
+    # Strict, as SandboxOptions is by default: AWS's refusals and pending states, which the stages must handle.
+    sb = Sandbox(SandboxOptions(time_scale=10.0, acm_validation_delay=0.3, strict=True), port=0).start()
     yield sb
     sb.stop()
 
@@ -265,6 +266,60 @@ class DrivenClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class PacedClock:
+    """The sandbox's clock moved on by what a throttled caller is told to wait (Retry-After): a test keeps to
+    API Gateway's quotas, as a client that waits does, without waiting for them in real time."""
+
+    MAX_WAITS = 10
+
+    def __init__(self, real: Callable[[], float]):
+        self.real, self.offset = real, 0.0
+        self.waits = 0  # how often a caller was told to wait
+
+    def __call__(self) -> float:
+        return self.real() + self.offset
+
+    def wait_as_told(self, parsed: dict[str, Any]) -> bool:
+        """Move on by the answer's Retry-After if it is a throttle; whether it was one."""
+        if parsed.get("Error", {}).get("Code") != "TooManyRequestsException":
+            return False
+        self.offset += float(parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "1"))
+        self.waits += 1
+        return True
+
+    def paced(self, call: Callable[[], Any]) -> Any:
+        """The call's answer, after as many waits as the throttle asks for."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(self.MAX_WAITS):
+            try:
+                return call()
+            except ClientError as exc:
+                if not self.wait_as_told(exc.response):  # type: ignore[arg-type]
+                    raise
+        raise AssertionError(f"still throttled after {self.MAX_WAITS} waits")
+
+    def pace(self, client: Any) -> Any:
+        """A boto3 client that, throttled, waits as told on this clock and tries again (botocore's own
+        retries would sleep in real time, and give up before a 30 s quota has passed)."""
+
+        def retry_now(response: Any, attempts: int, **_: Any) -> float | None:
+            if response is None or attempts > self.MAX_WAITS or not self.wait_as_told(response[1]):
+                return None
+            return 0.0
+
+        client.meta.events.register_first("needs-retry", retry_now)
+        return client
+
+
+@pytest.fixture
+def paced(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> PacedClock:
+    """The sandbox on a PacedClock: real time, plus every wait a throttled client was told."""
+    clock = PacedClock(sandbox.clock)
+    monkeypatch.setattr(sandbox, "clock", clock)
+    return clock
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from multiregion.regions import REGIONS
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages import zone as zone_module
 from multiregion.stages.certificates import idempotency_token
-from tests.conftest import Cli, Crasher, SimulatedCrash, demo_config, is_call, refuse, wait_for
+from tests.conftest import Cli, Crasher, PacedClock, SimulatedCrash, demo_config, is_call, refuse, wait_for
 
 REGIONS_ = ("eu-west-1", "us-east-1")
 DOMAIN = "api.multiregion-demo.example.com"
@@ -321,9 +321,11 @@ def test_zone_created_but_not_tagged_is_adopted(cli: Cli, aws: Any, sandbox: San
 # ------------------------------------------------------------------------------------- domains: drift
 
 
-def test_drifted_domain_and_mapping_are_repaired(cli: Cli, aws: Any, rest_apis: dict[str, str]) -> None:
+def test_drifted_domain_and_mapping_are_repaired(cli: Cli, aws: Any, rest_apis: dict[str, str],
+                                                paced: PacedClock) -> None:
     assert cli.json("up", *MINE)[0] == 0
-    apigw = aws("apigateway", "us-east-1")
+    # Right after `up`'s own CreateDeployment (one every 5 s): the drift is made by a client that waits as told.
+    apigw = paced.pace(aws("apigateway", "us-east-1"))
     apigw.create_deployment(restApiId=rest_apis["us-east-1"], stageName="other")
     apigw.update_domain_name(domainName=DOMAIN, patchOperations=[
         {"op": "replace", "path": "/securityPolicy", "value": "TLS_1_0"}])

@@ -189,6 +189,47 @@ def test_interrupted_injection_is_still_undone(stack: Cli, sandbox_server: Sandb
     assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
 
 
+def test_interrupted_while_the_injection_is_still_in_progress_is_restored(stack: Cli, sandbox_server: Sandbox,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C right after STATUS=404 was written, while Lambda still applies it (LastUpdateStatus InProgress,
+    when the strict sandbox refuses another update with ResourceConflictException): the restore waits for
+    the update, then writes, and the region is left restored."""
+    from dataclasses import replace
+
+    from multiregion.executor import Executor
+    from multiregion.sandbox import timing
+
+    assert sandbox_server.strict
+    # An update that takes a second here (AWS: a couple of seconds), so that Ctrl-C lands inside it.
+    monkeypatch.setitem(timing.DURATIONS, "lambda_update", replace(timing.DURATIONS["lambda_update"],
+                                                                   fast_seconds=1.0))
+    real = Executor.wait
+    calls = {"n": 0}
+    seen: list[str] = []
+
+    def interrupted_in_progress(self: Executor, op: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the wait right after STATUS=404 was written
+            seen.append(lambda_config(sandbox_server, "eu-west-1")["LastUpdateStatus"])
+            raise KeyboardInterrupt
+        return real(self, op)
+
+    monkeypatch.setattr(Executor, "wait", interrupted_in_progress)
+    code, report = stack.json("failover-test", "--no-traffic")
+    assert seen == ["InProgress"]
+    assert code == 1 and report["failed_step"] == "inject", report["error"]
+    assert report["restored"] is True, report["timeline"]
+    assert health_env(sandbox_server, "eu-west-1")["STATUS"] == "200"
+
+
+def lambda_config(sandbox: Sandbox, region: str) -> dict[str, Any]:
+    import boto3
+
+    lam = boto3.client("lambda", region_name=region, endpoint_url=sandbox.url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return dict(lam.get_function_configuration(FunctionName="items-health"))
+
+
 def test_every_undo_is_tried_when_one_fails(stack: Cli, sandbox_server: Sandbox,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     real = FailoverTest._set_concurrency
@@ -221,3 +262,21 @@ def test_three_regions_move_to_the_next_nearest(write_config: Callable[..., Path
     assert code == 0, report
     assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
         "eu-west-1", "eu-central-1", "eu-west-1")
+
+
+# Last too: it resets the sandbox.
+def test_an_outage_behind_alias_addresses_is_drilled_and_each_answer_named(write_config: Callable[..., Path]) -> None:
+    """Latency records are alias A records, which Route 53 (and the sandbox) answer with addresses: every
+    region the drill reports comes from asking the endpoint at the address, even while one is down."""
+    cli = Cli(write_config(routing__mode="latency-records"))
+    code, doc = cli.json("up")
+    assert code == 0, doc
+    code, report = cli.json("failover-test", "--mode", "outage")
+    assert code == 0, report
+    assert (report["served_before"], report["served_after"], report["served_after_restore"]) == (
+        "eu-west-1", "us-east-1", "eu-west-1")
+    clients = report["drill"]["clients"]
+    # The failed region's own clients saw the answer move from the (named) failed region to the other one.
+    assert (clients["eu-west-1"]["dns"]["before"], clients["eu-west-1"]["dns"]["after"]) == ("eu-west-1", "us-east-1")
+    assert clients["us-east-1"]["dns"]["before"] == "us-east-1"
+    assert report["drill"]["passed"] is True

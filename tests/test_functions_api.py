@@ -19,7 +19,7 @@ from multiregion.sandbox.app import ACCOUNT_ID
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages import functions as functions_stage
 from multiregion.stages import roles as roles_stage
-from tests.conftest import Cli, refuse
+from tests.conftest import Cli, PacedClock, refuse
 
 ALL = ("--only", "tables", "--only", "global-table", "--only", "functions", "--only", "api")
 MINE = ("--only", "functions", "--only", "api")
@@ -346,8 +346,9 @@ def test_untagged_role_is_a_conflict(cli: Cli, aws: Any) -> None:
     assert {"stage": "functions", "region": "us-east-1"} in doc["skipped"]
 
 
-def test_apis_are_found_by_name_and_tag_and_never_duplicated(cli: Cli, aws: Any, sandbox: Sandbox) -> None:
-    apigw = aws("apigateway", "eu-west-1")
+def test_apis_are_found_by_name_and_tag_and_never_duplicated(cli: Cli, aws: Any, sandbox: Sandbox,
+                                                             paced: PacedClock) -> None:
+    apigw = paced.pace(aws("apigateway", "eu-west-1"))  # CreateRestApi is one every 3 s: it waits as told
     foreign = apigw.create_rest_api(name="items")["id"]  # same name, not ours: never adopted
     # Ours (tagged) but left EDGE and empty, e.g. by a run that stopped right after creating it.
     oldest = apigw.create_rest_api(name="items", tags={TAG_STACK: "items"},
@@ -451,6 +452,19 @@ def test_create_function_retries_while_the_role_propagates(cli: Cli, sandbox: Sa
     assert len(refused) == 2
     assert aws("lambda", "eu-west-1").get_function(FunctionName="items-put")["Configuration"]["Role"] == role_arn()
     assert "has not propagated to Lambda yet" in result.output
+
+
+def test_create_function_retries_while_the_role_s_permissions_propagate(cli: Cli, aws: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The other face of IAM's propagation, which Terraform's provider retries too.
+    refused = refuse(monkeypatch, "lambda", "CreateFunction", "InvalidParameterValueException",
+                     "The provided execution role does not have permissions to call CreateNetworkInterface on EC2",
+                     times=2, when=lambda params: params.get("FunctionName") == "items-get")
+    result = cli("up", *MINE)
+    assert result.exit_code == 0, result.output
+    assert len(refused) == 2
+    assert aws("lambda", "us-east-1").get_function(FunctionName="items-get")["Configuration"]["Role"]
+    assert "permissions have not propagated yet" in result.output
 
 
 def test_role_propagation_retries_are_bounded(cli: Cli, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from multiregion.engine import TAG_STACK
+from multiregion.sandbox.server import Sandbox
 from tests.conftest import Cli, wait_for
 
 TABLE_STAGES = ("--only", "tables", "--only", "global-table")
@@ -142,3 +145,42 @@ def test_text_output_names_stage_region_and_resource(cli: Cli, aws: Any) -> None
     assert result.exit_code == 1
     assert "[tables eu-west-1] table items: exists with key schema" in result.output
     assert "hint:" in result.output
+
+
+def test_down_waits_for_a_replica_s_writes_to_reach_the_others(cli: Cli, aws: Any, sandbox: Sandbox,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS refuses to remove a replica whose writes have not reached every other one ("cannot be deleted
+    until all writes are replicated"), and the strict sandbox too: `down` tries again until they have."""
+    import threading
+
+    from multiregion.sandbox import dynamodb
+
+    assert sandbox.strict
+    assert cli.json("up", *TABLE_STAGES)[0] == 0
+    with sandbox.faults_lock:
+        sandbox.faults["replication_paused"] = ["eu-west-1"]  # us-east-1's writes are held on their way there
+    aws("dynamodb", "us-east-1").put_item(TableName="items", Item={"id": {"S": "in-flight"}})
+    refused = threading.Event()
+    real = dynamodb.last_replica_error
+
+    def refusal(*args: Any) -> Any:
+        refused.set()
+        return real(*args)
+
+    monkeypatch.setattr(dynamodb, "last_replica_error", refusal)
+
+    def resume_once_refused() -> None:
+        refused.wait(60)
+        with sandbox.faults_lock:
+            sandbox.faults["replication_paused"] = []
+
+    resumer = threading.Thread(target=resume_once_refused, daemon=True)
+    resumer.start()
+    try:
+        result = cli("down", "--yes", "--delete-data")
+    finally:
+        refused.set()
+        resumer.join(5)
+    assert result.exit_code == 0, result.output
+    assert "writes not yet replicated" in result.output  # refused first, then retried
+    assert aws("dynamodb", "us-east-1").list_tables()["TableNames"] in ([], ["multiregion-leases"])

@@ -17,7 +17,7 @@ from multiregion.aws import ClientProvider
 from multiregion.config import load_config
 from multiregion.engine import TAG_REGION, TAG_STACK
 from multiregion.executor import BuiltinContext
-from multiregion.lookups.health_checks import TAG_RETIRED, health_of, reference_prefix
+from multiregion.lookups.health_checks import TAG_RETIRED, CheckerVerdicts, health_of, reference_prefix
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages.health_checks import caller_reference, create_health_check, wanted_config
 from tests.conftest import Cli, refuse
@@ -101,6 +101,46 @@ def test_healthy_needs_more_than_18_percent_of_checkers() -> None:
     # 1 of 3 is 33%: healthy.
     assert health_of([_obs(bad, 1), _obs(ok, 2), _obs(bad, 3)])[0] is True
     assert health_of([]) == (None, None)
+
+
+OK, BAD = "Success: HTTP Status Code 200, OK", "Failure: HTTP Status Code 404, Not Found"
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def poll(checkers: int, results: list[str], at: int) -> list[dict[str, Any]]:
+    """GetHealthCheckStatus as Route 53 answers it: each checker's last result, with its own CheckedTime."""
+    return [{"Region": "us-east-1", "IPAddress": f"15.177.0.{i}",
+             "StatusReport": {"Status": results[i], "CheckedTime": T0 + timedelta(seconds=at * 10 + i)}}
+            for i in range(checkers)]
+
+
+def test_a_checker_changes_its_view_only_after_threshold_results_in_a_row() -> None:
+    verdicts = CheckerVerdicts(threshold=3)
+    assert verdicts.update(poll(4, [OK] * 4, 0)) is True
+    # Every checker's last result is a failure: Route 53's raw reports say down, its verdict not yet.
+    assert health_of(poll(4, [BAD] * 4, 1))[0] is False
+    assert verdicts.update(poll(4, [BAD] * 4, 1)) is True
+    assert verdicts.update(poll(4, [BAD] * 4, 2)) is True
+    assert verdicts.update(poll(4, [BAD] * 4, 3)) is False  # the third failure in a row flips every checker
+    # Back: a success in between starts the streak again.
+    assert verdicts.update(poll(4, [OK] * 4, 4)) is False
+    assert verdicts.update(poll(4, [BAD] * 4, 5)) is False
+    assert verdicts.update(poll(4, [OK] * 4, 6)) is False
+    assert verdicts.update(poll(4, [OK] * 4, 7)) is False
+    assert verdicts.update(poll(4, [OK] * 4, 8)) is True
+
+
+def test_the_same_result_seen_at_two_polls_counts_once_and_the_18_percent_rule_counts_checkers() -> None:
+    verdicts = CheckerVerdicts(threshold=2)
+    verdicts.update(poll(8, [OK] * 8, 0))
+    failing = poll(8, [BAD] * 8, 1)
+    assert verdicts.update(failing) is True and verdicts.update(failing) is True  # one result, polled twice
+    # Two more failures from 7 checkers, one checker still passing: 1 of 8 (12.5%) is not more than 18%.
+    assert verdicts.update(poll(8, [OK] + [BAD] * 7, 2)) is False
+    # A second checker back (two results in a row): 2 of 8 (25%) is healthy again.
+    assert verdicts.update(poll(8, [OK, OK] + [BAD] * 6, 3)) is False
+    assert verdicts.update(poll(8, [OK, OK] + [BAD] * 6, 4)) is True
+    assert CheckerVerdicts(2).update([]) is None
 
 
 def test_caller_reference_fits_route53_limit() -> None:

@@ -13,11 +13,13 @@ import pytest
 
 from multiregion.aws import ClientProvider
 from multiregion.config import load_config
+from multiregion.drill.traffic import Response
 from multiregion.engine import GLOBAL, TAG_REGION, TAG_STACK, Context, Env, Inputs, Reader
 from multiregion.lookups.apis import regional_domain
 from multiregion.lookups.health_checks import TAG_NAME, TAG_RETIRED, health_status
-from multiregion.lookups.routing import dns_answer, document_checks, find_policy
+from multiregion.lookups.routing import EndpointRegions, dns_answer, document_checks, endpoint_regions, find_policy
 from multiregion.regions import client_ip
+from multiregion.sandbox.addresses import endpoint_addresses
 from multiregion.sandbox.server import Sandbox
 from multiregion.stages import routing as routing_module
 from multiregion.stages.routing import RoutingSnapshot, RoutingStage
@@ -115,14 +117,20 @@ def get_through_global_name(sandbox: Sandbox, client_region: str) -> tuple[int, 
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, json.loads(exc.read() or b"{}")
 
 
+def answers_of(name: str) -> set[str]:
+    """What Route 53 may answer for the regional domain `name`: the name (a policy record's CNAME), or its
+    addresses (an alias A record, answered as Route 53 does)."""
+    return {name, *endpoint_addresses(name)}
+
+
 def assert_each_client_served_by_its_region(ctx: Reader, sandbox: Sandbox) -> None:
     names = regional_names(ctx)
     for region in REGIONS:
         answer, served_by = wait_for(lambda r=region: (a := dns_answer(ctx, r))[1] == r and a, timeout=5)
-        assert answer == names[region] and served_by == region
+        assert answer in answers_of(names[region]) and served_by == region
         status, headers, body = get_through_global_name(sandbox, region)
         assert status == 200, (headers, body)
-        assert headers["x-multiregion-answer"].rstrip(".") == names[region] and body["region"] == region
+        assert headers["x-multiregion-answer"].rstrip(".") in answers_of(names[region]) and body["region"] == region
 
 
 # ------------------------------------------------------------------------------------------ traffic policy
@@ -367,3 +375,88 @@ def test_a_region_dropped_from_the_config_loses_its_check_with_prune_and_down(
 def assert_checks(aws: Any, regions: tuple[str, ...]) -> list[str]:
     by_region = checks_by_region(aws)
     return [by_region[r][0] for r in regions]
+
+
+# ------------------------------------------------------------------------------------ answers by address
+
+
+def test_status_names_the_region_behind_each_alias_address(write_config: Callable[..., Path], aws: Any,
+                                                           sandbox: Sandbox) -> None:
+    """Route 53 answers an alias A record with addresses (the sandbox too, by default): `status` asks the
+    endpoint at the address which region it is, and asks again after a miss."""
+    cli = Cli(write_config(**LATENCY))
+    up(cli)
+    ctx = context(cli.config, sandbox)
+    names = regional_names(ctx)
+    code, status = cli.json("status")
+    assert code == 0
+    for region in REGIONS:
+        seen = status["global"]["routing"]["answers"][region]
+        assert seen["answer"] in endpoint_addresses(names[region]) and seen["served_by"] == region
+
+    # The eu-west-1 endpoint down (its health route answers 500, without a region): a miss, not remembered.
+    address = endpoint_addresses(names["eu-west-1"])[0]
+    identify = endpoint_regions(ctx)
+    lam = aws("lambda", "eu-west-1")
+    lam.put_function_concurrency(FunctionName="items-health", ReservedConcurrentExecutions=0)
+    assert identify(address) is None
+    lam.delete_function_concurrency(FunctionName="items-health")
+    assert identify(address) == "eu-west-1"
+
+
+def response(status: int, body: Any) -> Response:
+    return Response(status, {}, body, 1.0)
+
+
+def test_endpoint_regions_keep_hits_and_ask_again_after_a_miss() -> None:
+    answers = [response(0, "ConnectionRefusedError"), response(500, {"message": "Internal server error"}),
+               response(200, {"region": "ap-south-1"}), response(200, {"region": "eu-west-1", "status": 200})]
+    asked: list[str] = []
+
+    def send(address: str) -> Response:
+        asked.append(address)
+        return answers.pop(0)
+
+    identify = EndpointRegions(REGIONS, send)
+    assert [identify("198.18.0.7") for _ in range(3)] == [None, None, None]  # no answer, a 5xx, not our region
+    assert identify("198.18.0.7") == "eu-west-1"
+    assert identify("198.18.0.7") == "eu-west-1" and len(asked) == 4  # the hit is kept: not asked again
+
+
+def test_endpoint_regions_fall_back_only_after_a_miss() -> None:
+    fallback: list[str] = []
+
+    def lookup(address: str) -> str | None:
+        fallback.append(address)
+        return "us-east-1"
+
+    identify = EndpointRegions(REGIONS, lambda a: response(200, {"region": "eu-west-1"}), lookup)
+    assert identify("198.18.0.8") == "eu-west-1" and fallback == []
+    identify = EndpointRegions(REGIONS, lambda a: response(502, "Bad Gateway"), lookup)
+    assert identify("198.18.0.9") == "us-east-1" and fallback == ["198.18.0.9"]
+
+
+def test_dns_answer_asks_as_a_resolver_in_the_client_s_region() -> None:
+    """TestDNSAnswer uses the client subnet only "if the resolver that you specified for resolverip supports
+    EDNS0", and without a ResolverIP answers as a us-east-1 resolver: both are sent, in the client's region."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from multiregion.config import parse_config
+    from multiregion.regions import region_of_ip
+    from tests.conftest import demo_config
+
+    route53 = boto3.client("route53", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    config = parse_config({**demo_config(), "routing": {"mode": "traffic-policy", "ttl": 60}})
+    reader = Reader(Env(config), lambda service, region: route53)  # type: ignore[arg-type]
+    sent: list[dict[str, Any]] = []
+    route53.meta.events.register("provide-client-params.route-53.TestDNSAnswer",
+                                 lambda params, **_: sent.append(dict(params)))
+    with Stubber(route53) as stub:
+        stub.add_response("test_dns_answer", {"Nameserver": "ns", "RecordName": NAME, "RecordType": "CNAME",
+                                              "RecordData": [], "ResponseCode": "NOERROR", "Protocol": "UDP"})
+        assert dns_answer(reader, "ap-south-1", zone_id="/hostedzone/Z1") == (None, None)
+    [params] = sent
+    assert params["HostedZoneId"] == "Z1" and params["RecordType"] == "CNAME"
+    assert region_of_ip(params["EDNS0ClientSubnetIP"]) == "ap-south-1" == region_of_ip(params["ResolverIP"])
+    assert params["ResolverIP"] != params["EDNS0ClientSubnetIP"] and params["EDNS0ClientSubnetMask"] == "24"

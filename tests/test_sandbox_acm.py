@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from multiregion.regions import REGIONS
 from multiregion.sandbox.server import Sandbox
-from tests.conftest import wait_for
+from tests.conftest import PacedClock, wait_for
 
 DOMAIN = "api.acm-test.example.com"
 ZONE = "acm-test.example.com"
@@ -236,8 +236,9 @@ def test_same_domain_name_in_two_regions_each_with_its_own_zone(sandbox: Sandbox
     assert answers["us-east-1"]["regionalDomainName"] != answers["eu-west-1"]["regionalDomainName"]
 
 
-def test_create_domain_name_checks_the_certificate_and_the_name(sandbox: Sandbox, aws: Any) -> None:
-    apigw = aws("apigateway", "eu-west-1")
+def test_create_domain_name_checks_the_certificate_and_the_name(sandbox: Sandbox, aws: Any, paced: PacedClock) -> None:
+    # CreateDomainName is one every 30 s per account and region: the client waits as told between tries.
+    apigw = paced.pace(aws("apigateway", "eu-west-1"))
     regional = {"types": ["REGIONAL"]}
 
     def code(**kwargs: Any) -> str:
@@ -251,10 +252,11 @@ def test_create_domain_name_checks_the_certificate_and_the_name(sandbox: Sandbox
     assert code(regionalCertificateArn=arn, securityPolicy="TLS_9") == "BadRequestException"
     apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=arn, endpointConfiguration=regional)
     assert code(regionalCertificateArn=arn) == "ConflictException"
+    assert paced.waits >= 4  # every call after the first waited for the quota
 
 
-def test_update_domain_name_and_mappings_lifecycle(sandbox: Sandbox, aws: Any) -> None:
-    apigw = aws("apigateway", "eu-west-1")
+def test_update_domain_name_and_mappings_lifecycle(sandbox: Sandbox, aws: Any, paced: PacedClock) -> None:
+    apigw = paced.pace(aws("apigateway", "eu-west-1"))  # within API Gateway's quotas
     first, second = issued(aws, "eu-west-1"), issued(aws, "eu-west-1")
     apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=first,
                              endpointConfiguration={"types": ["REGIONAL"]}, securityPolicy="TLS_1_0")
@@ -286,8 +288,9 @@ def test_update_domain_name_and_mappings_lifecycle(sandbox: Sandbox, aws: Any) -
     assert apigw.get_base_path_mappings(domainName=DOMAIN)["items"] == []
 
 
-def test_domain_names_and_mappings_page_with_limit_and_position(sandbox: Sandbox, aws: Any) -> None:
-    apigw = aws("apigateway", "eu-west-1")
+def test_domain_names_and_mappings_page_with_limit_and_position(sandbox: Sandbox, aws: Any,
+                                                                paced: PacedClock) -> None:
+    apigw = paced.pace(aws("apigateway", "eu-west-1"))  # within API Gateway's quotas
     arn = issued(aws, "eu-west-1")
     names = [f"{n}.{ZONE}" for n in ("c", "a", "b")]
     for name in names:

@@ -68,6 +68,7 @@ def test_background_sandbox_start_status_stop(tmp_path: Any, monkeypatch: pytest
     try:
         assert control.running() == info
         assert control.ping(info.url)["pid"] == info.pid == control.read_state().pid
+        assert control.ping(info.url)["strict"] is True  # AWS's refusals unless asked otherwise
         assert control.start(port=0) == info  # already running: the same one
     finally:
         assert control.stop() == info
@@ -111,6 +112,25 @@ def test_sandbox_start_passes_timing_and_strict_to_the_background_server() -> No
         assert control.stop() is not None
 
 
+def test_sandbox_start_no_strict_lets_every_call_through() -> None:
+    from click.testing import CliRunner
+
+    from multiregion.cli import main
+
+    runner = CliRunner()
+    started = runner.invoke(main, ["sandbox", "start", "--port", "0", "--no-strict"])
+    assert started.exit_code == 0, started.output
+    try:
+        status = json.loads(runner.invoke(main, ["sandbox", "status", "--json"]).stdout)
+        assert status["strict"] is False
+        assert "not strict" in runner.invoke(main, ["sandbox", "status"]).stdout
+        # A second start asking for the default (strict) is told the running one is not.
+        again = runner.invoke(main, ["sandbox", "start", "--port", "0", "--strict"])
+        assert "other strict" in again.stderr
+    finally:
+        assert control.stop() is not None
+
+
 def test_a_timing_profile_the_sandbox_lacks_is_refused_before_anything_starts() -> None:
     from click.testing import CliRunner
 
@@ -132,4 +152,5 @@ def test_options_differ_names_only_the_options_asked_for() -> None:
     assert control.options_differ(health, time_scale=1.0, timing="aws", strict=True) == [
         "time_scale", "timing", "strict"]
     assert control.options_differ({**health, "strict": True}) == []  # not asking for strict is no difference
+    assert control.options_differ({**health, "strict": True}, strict=False) == ["strict"]
     assert control.options_differ(None, timing="aws") == []

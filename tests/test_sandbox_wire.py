@@ -27,21 +27,23 @@ from botocore.model import OperationModel, Shape
 from werkzeug.test import EnvironBuilder
 
 from multiregion.regions import client_ip
+from multiregion.sandbox.apigateway_throttle import ControlPlaneThrottle
 from multiregion.sandbox.app import ACCOUNT_ID, Forwarded, SandboxRequest
 from multiregion.sandbox.server import Sandbox
 from tests import wire
-from tests.conftest import wait_for
+from tests.conftest import PacedClock, wait_for
 from tests.test_sandbox_lambda import create_role, zip_of
 from tests.test_sandbox_route53_policies import latency_document
 
 # What the sandbox's layer answers itself, or answers by rewriting moto's answer, per botocore service name.
 OPERATIONS: dict[str, frozenset[str]] = {
-    "dynamodb": frozenset({"UpdateTable", "DescribeTable", "DeleteTable"}),
+    "dynamodb": frozenset({"CreateTable", "UpdateTable", "DescribeTable", "DeleteTable"}),
     "acm": frozenset({"RequestCertificate", "DescribeCertificate", "ListCertificates", "GetCertificate",
                       "DeleteCertificate"}),
     "apigateway": frozenset({"CreateRestApi", "CreateDeployment", "CreateDomainName", "GetDomainName",
                              "GetDomainNames", "UpdateDomainName", "DeleteDomainName", "GetBasePathMappings"}),
-    "lambda": frozenset({"Invoke", "CreateFunction", "GetFunction", "GetFunctionConfiguration", "ListFunctions"}),
+    "lambda": frozenset({"Invoke", "CreateFunction", "GetFunction", "GetFunctionConfiguration", "ListFunctions",
+                         "PublishVersion"}),
     "route53": frozenset({
         "CreateHostedZone", "DeleteHostedZone", "ChangeResourceRecordSets", "GetChange", "TestDNSAnswer",
         "CreateHealthCheck", "ListHealthChecks", "UpdateHealthCheck", "DeleteHealthCheck", "GetHealthCheckStatus",
@@ -114,8 +116,8 @@ def refused(call: Callable[[], Any], code: str) -> None:
 class Driver:
     """Drives every listed operation against the sandbox, successes and the refusals the layer makes."""
 
-    def __init__(self, sandbox: Sandbox, recorder: Recorder):
-        self.sandbox, self.recorder = sandbox, recorder
+    def __init__(self, sandbox: Sandbox, recorder: Recorder, clock: PacedClock):
+        self.sandbox, self.recorder, self.clock = sandbox, recorder, clock
         self._clients: dict[tuple[str, str], Any] = {}
         self.zone_id = ""
         self.certificates: dict[str, str] = {}
@@ -189,6 +191,7 @@ class Driver:
         lam.invoke(FunctionName="wire", Payload=json.dumps({"fail": True}))
         lam.invoke(FunctionName="wire", InvocationType="Event", Payload=b"{}")
         lam.invoke(FunctionName="wire", InvocationType="DryRun")
+        lam.publish_version(FunctionName="wire")
         refused(lambda: lam.invoke(FunctionName="nothing-here"), "ResourceNotFoundException")
 
         apigw = self.c("apigateway", region)
@@ -208,11 +211,17 @@ class Driver:
 
     def custom_domain(self, region: str) -> None:
         apigw = self.c("apigateway", region)
-        created = apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=self.certificates[region],
-                                           endpointConfiguration={"types": ["REGIONAL"]}, securityPolicy="TLS_1_2")
+        created = self.clock.paced(lambda: apigw.create_domain_name(
+            domainName=DOMAIN, regionalCertificateArn=self.certificates[region],
+            endpointConfiguration={"types": ["REGIONAL"]}, securityPolicy="TLS_1_2"))
         self.regional_domains[region] = created["regionalDomainName"]
+        # CreateDomainName is one every 30 s per account and region: the second one is throttled first.
         refused(lambda: apigw.create_domain_name(domainName=DOMAIN, regionalCertificateArn=self.certificates[region],
-                                                 endpointConfiguration={"types": ["REGIONAL"]}), "ConflictException")
+                                                 endpointConfiguration={"types": ["REGIONAL"]}),
+                "TooManyRequestsException")
+        refused(lambda: self.clock.paced(lambda: apigw.create_domain_name(
+            domainName=DOMAIN, regionalCertificateArn=self.certificates[region],
+            endpointConfiguration={"types": ["REGIONAL"]})), "ConflictException")
         apigw.get_base_path_mappings(domainName=DOMAIN)  # none yet
         apigw.create_base_path_mapping(domainName=DOMAIN, restApiId=self.apis[region], stage="prod")
         apigw.get_base_path_mappings(domainName=DOMAIN)
@@ -351,17 +360,20 @@ class Driver:
 
     def teardown(self) -> None:
         for region in REGIONS:
-            self.c("apigateway", region).delete_domain_name(domainName=DOMAIN)
+            apigw = self.c("apigateway", region)
+            self.clock.paced(lambda a=apigw: a.delete_domain_name(domainName=DOMAIN))  # type: ignore[misc]
             self.c("acm", region).describe_certificate(CertificateArn=self.certificates[region])  # no longer in use
-            refused(lambda r=region: self.c("apigateway", r).delete_domain_name(domainName=DOMAIN),  # type: ignore[misc]
-                    "NotFoundException")
+            refused(lambda a=apigw: self.clock.paced(  # type: ignore[misc]
+                lambda: a.delete_domain_name(domainName=DOMAIN)), "NotFoundException")
 
 
 @pytest.fixture(scope="module")
 def recorded(sandbox_server: Sandbox) -> Iterator[Recorder]:
     sandbox_server.reset()
     recorder = Recorder()
-    Driver(sandbox_server, recorder).run()
+    clock = PacedClock(sandbox_server.clock)
+    with mock.patch.object(sandbox_server, "clock", clock):
+        Driver(sandbox_server, recorder, clock).run()
     yield recorder
     sandbox_server.reset()
 
@@ -542,6 +554,10 @@ def _claims(sandbox: Sandbox, request: Any) -> bool:
 
     with mock.patch.object(sandbox.app, "forward", no_moto):
         for ext in sandbox.app.extensions:
+            if isinstance(ext, ControlPlaneThrottle):
+                # It answers any API Gateway call of a caller faster than AWS's quotas (the Driver records
+                # such an answer), not an operation of its own.
+                continue
             try:
                 answered = ext.handle(req)
             except Exception:  # an extension that reads the request and fails on dummy values claimed it

@@ -6,8 +6,9 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiregion.aws import absent_as_none, error_code
 from multiregion.config import Config
@@ -16,8 +17,13 @@ from multiregion.lookups import apis, zones
 from multiregion.names import ROUTE53_REGION, dns_name, policy_name, record_name, short_zone_id
 from multiregion.regions import REGIONS, client_ip
 
+if TYPE_CHECKING:
+    from multiregion.drill.traffic import Response
+
 POLICY_TYPE = "CNAME"  # there is no API Gateway endpoint type in traffic policies: a value endpoint
 ALIAS_TYPE = "A"
+Identify = Callable[[str], "str | None"]  # an answered address -> the configured region it is, or None
+HEALTH_PATH = "/health"  # the health function's route, on every stack's API (the tool's own function)
 _EXECUTE_API_RE = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
@@ -108,14 +114,13 @@ def serving_region(aws: Reader, answer: str | None) -> str | None:
 
 
 def dns_answer(aws: Reader, client_region: str, ip: str | None = None, zone_id: str | None = None,
-               identify: Callable[[str], str | None] | None = None) -> tuple[str | None, str | None]:
+               identify: Identify | None = None) -> tuple[str | None, str | None]:
     """What the global name answers for a client in `client_region`, and which configured region that is.
 
     TestDNSAnswer is asked with both `ResolverIP` and `EDNS0ClientSubnetIP` in the client's region: AWS uses
     the client subnet only "if the resolver that you specified for resolverip supports EDNS0", and without
     a resolver answers as one in us-east-1. An alias record is answered with addresses, which `identify`
-    (given by the caller: it asks the endpoint at that address, with the global name, which region it is)
-    maps to a region; without it, the regional domains' own addresses are looked up."""
+    maps to a region (by default a new `endpoint_regions(aws)`: the endpoint at that address is asked)."""
     config: Config = aws.config
     if zone_id is None:
         zone = zones.find_hosted_zone(aws)
@@ -132,9 +137,8 @@ def dns_answer(aws: Reader, client_region: str, ip: str | None = None, zone_id: 
         return None, None
     first = dns_name(data[0])
     if _is_ip(first):
-        # An alias record is answered with the target's addresses: find whose they are.
-        region = identify(first) if identify is not None else None
-        return first, region or region_of_address(aws, first)
+        # An alias record is answered with the target's addresses: ask whose they are.
+        return first, (identify or endpoint_regions(aws))(first)
     return first, serving_region(aws, first)
 
 
@@ -149,8 +153,68 @@ def resolver_ip(client_region: str, client: str) -> str:
     return client
 
 
+# ------------------------------------------------------------------------------- whose address is it
+
+
+class EndpointRegions:
+    """Which configured region an address from an alias answer belongs to, asked of the endpoint itself.
+
+    Route 53 answers an alias to a regional API Gateway domain with that endpoint's current addresses,
+    which rotate and are shared by every API of the region, so no name or local lookup maps them back
+    reliably. A client connecting there, with the global name as TLS server name and Host, reaches the
+    stack's regional custom domain of that region, whose health route says which region it is. A hit is
+    kept (an address of one region's API Gateway does not move to another region); a miss (no answer, a
+    5xx while the region is down, a body without a region) is not, and is asked again the next time."""
+
+    def __init__(self, regions: tuple[str, ...], send: Callable[[str], Response],
+                 fallback: Identify | None = None):
+        self.regions, self.send, self.fallback = regions, send, fallback
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, address: str) -> str | None:
+        with self._lock:
+            if address in self._known:
+                return self._known[address]
+        region = region_in(self.send(address))
+        if region not in self.regions and self.fallback is not None:
+            region = self.fallback(address)
+        if region not in self.regions:
+            return None
+        with self._lock:
+            self._known[address] = str(region)
+        return str(region)
+
+
+def region_in(response: Response) -> str | None:
+    """The region a health answer names in its body (the health function's own answer, 200 or 404). The
+    sandbox's x-multiregion-region header is not read: AWS sends nothing like it, so an endpoint whose
+    function is down names no region there either."""
+    body = response.body if isinstance(response.body, dict) else {}
+    return body.get("region") if isinstance(body.get("region"), str) else None
+
+
+def endpoint_regions(aws: Reader) -> EndpointRegions:
+    """An EndpointRegions for the stack: HTTPS to the address with the global name (AWS), or, on a local
+    endpoint, HTTP to it with the global name as Host and the address as X-Multiregion-Connect-To (the
+    sandbox's way of saying which address the client connected to)."""
+    from multiregion.drill.transport import HttpsTransport, SandboxTransport
+
+    config = aws.config
+    local = getattr(aws.clients, "endpoint_url", None)
+    transport = SandboxTransport(local, config.domain.name) if local else HttpsTransport(config.domain.name)
+
+    def send(address: str) -> Response:
+        return transport.send(address, "GET", HEALTH_PATH, None)
+
+    # Off a local endpoint, this machine's own lookup of the regional domain names may still know an
+    # address the endpoint cannot name (its region down): a last resort, tried only after a miss.
+    fallback = None if local else (lambda address: region_of_address(aws, address))
+    return EndpointRegions(config.regions, send, fallback)
+
+
 def region_of_address(aws: Reader, address: str) -> str | None:
-    """The configured region whose regional domain name resolves to `address` (alias answers on AWS)."""
+    """The configured region whose regional domain name resolves, here, to `address`."""
     for region in aws.config.regions:
         domain = apis.regional_domain(aws, region)
         if not domain:

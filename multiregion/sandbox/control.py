@@ -91,9 +91,9 @@ def running() -> SandboxInfo | None:
 
 
 def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: float = 60.0,
-          extra_args: tuple[str, ...] = (), timing: str | None = None, strict: bool = False) -> SandboxInfo:
+          extra_args: tuple[str, ...] = (), timing: str | None = None, strict: bool | None = None) -> SandboxInfo:
     """Start a sandbox process in the background and wait until it answers. `timing` (a profile of
-    timing.PROFILES) and `strict` are SandboxOptions'; None and False leave the server's defaults. A sandbox
+    timing.PROFILES) and `strict` are SandboxOptions'; None leaves the server's defaults. A sandbox
     that already runs is returned as it is, whatever its options (see `options_differ`)."""
     if timing is not None and timing not in TIMING_PROFILES:
         raise SandboxError(f"unknown timing profile {timing!r}; known: {', '.join(TIMING_PROFILES)}")
@@ -107,8 +107,8 @@ def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: fl
         args += ["--time-scale", str(time_scale)]
     if timing is not None:
         args += ["--timing", timing]
-    if strict:
-        args.append("--strict")
+    if strict is not None:
+        args.append("--strict" if strict else "--no-strict")
     args += list(extra_args)
     with open(log_file(), "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -126,12 +126,12 @@ def start(port: int = DEFAULT_PORT, time_scale: float | None = None, timeout: fl
 
 
 def options_differ(health: dict[str, Any] | None, time_scale: float | None = None, timing: str | None = None,
-                   strict: bool = False) -> list[str]:
+                   strict: bool | None = None) -> list[str]:
     """What a running sandbox (its /_sandbox/health answer) has other than what a start asked for: the
-    options' names. Unasked options (None, strict False) are never a difference."""
+    options' names. Unasked options (None) are never a difference."""
     if not health:
         return []
-    wanted: dict[str, Any] = {"time_scale": time_scale, "timing": timing, "strict": strict or None}
+    wanted: dict[str, Any] = {"time_scale": time_scale, "timing": timing, "strict": strict}
     return [name for name, value in wanted.items() if value is not None and health.get(name) != value]
 
 

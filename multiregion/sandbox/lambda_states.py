@@ -24,8 +24,8 @@ The refusals are ResourceConflictException (409). The Pending message is the one
 show it: "The operation cannot be performed at this time. An update is in progress for resource: <arn>".
 
 How long each lasts is `sandbox.duration("lambda_pending" | "lambda_update" | "iam_role_assumable")`, and the
-states are always reported (the fast timing profile makes them 0 s); the refusals only with
-`SandboxOptions.strict`, as today's stages do not all wait or retry. Only $LATEST is followed: a published
+states are always reported (the fast timing profile makes them 0 s); the refusals under `SandboxOptions.strict`
+(the default: the stages wait and retry as AWS needs them to). Only $LATEST is followed: a published
 version is reported as moto has it. While Pending, `LastUpdateStatus` is left as moto reports it (AWS's value
 then is not documented). ListFunctions leaves the state fields out, as AWS's does (ListFunctions reference).
 """
@@ -194,7 +194,10 @@ class FunctionStates(Extension):
             fn = self._latest(region, function, None)
             progress = None if fn is None else self._progress.get(fn)
             refusal = None if progress is None else self._conflict(fn, progress)
-            return refusal if refusal is not None else self.forward(req).response()
+            if refusal is not None:
+                return refusal
+            resp = self.forward(req)
+        return self._answer(resp, resp.json()) if resp.status == 201 else resp.response()
 
     def _list(self, req: SandboxRequest) -> Response:
         resp = self.forward(req)

@@ -17,10 +17,10 @@ Answers (`DnsAnswers.answer`, and `GET /2013-04-01/testdnsanswer`):
   `multiregion.regions.region_of_ip`, else the resolver IP; an address in no known subnet, or none at
   all, answers as a us-east-1 resolver, as Route 53 does without a ResolverIP.
 * Values are what the records hold. An alias A or AAAA record (and an alias endpoint of a traffic policy
-  of those types) answers as the option `alias_answers` says: "names" (the default for now) gives the
-  target's DNS name; "addresses" answers as Route 53 does, with addresses: the target's own answer when it
-  is a name in a sandbox hosted zone, else the addresses `sandbox/addresses.py` derives for the target
-  (two per name), which the API data plane serves through `X-Multiregion-Connect-To`.
+  of those types) answers as the option `alias_answers` says: "addresses" (the default) answers as Route 53
+  does, with addresses: the target's own answer when it is a name in a sandbox hosted zone, else the
+  addresses `sandbox/addresses.py` derives for the target (two per name), which the API data plane serves
+  through `X-Multiregion-Connect-To`; "names" gives the target's DNS name instead.
 
 The global name over HTTP: a request without AWS credentials whose Host is a name with a policy record or
 latency records in a sandbox hosted zone is resolved as above for the client, and served through the API

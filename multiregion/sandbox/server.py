@@ -53,11 +53,11 @@ class SandboxOptions:
     # AWS's refusals and pending states that stages must cope with (updates in progress, throttles,
     # propagation delays); see the realism tests. Durations come from `timing` either way.
     # What it turns on: STRICT_BEHAVIOURS below.
-    strict: bool = False
-    # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "names" (the alias target's
-    # DNS name) or "addresses" (as Route 53 does: addresses, which the sandbox derives from the target name
-    # and serves through X-Multiregion-Connect-To; see sandbox/addresses.py).
-    alias_answers: str = "names"
+    strict: bool = True
+    # What TestDNSAnswer gives for an alias A/AAAA record to an AWS endpoint: "addresses" (as Route 53 does:
+    # addresses, which the sandbox derives from the target name and serves through X-Multiregion-Connect-To;
+    # see sandbox/addresses.py) or "names" (the alias target's DNS name, easier to read by hand).
+    alias_answers: str = "addresses"
 
     def __post_init__(self) -> None:
         if self.alias_answers not in ALIAS_ANSWERS:
@@ -74,6 +74,9 @@ STRICT_BEHAVIOURS = (
     "Route 53: ChangeResourceRecordSets and CreateHostedZone answer PENDING; GetChange says INSYNC after "
     "duration('route53_insync'); an unknown change id is NoSuchChange",
     "API Gateway: control-plane throttling at the documented per-account rates (TooManyRequestsException)",
+    "Lambda: a Pending function, or one whose update is InProgress, refuses updates, PublishVersion and (Pending) "
+    "Invoke with ResourceConflictException; a role is not assumable by Lambda for duration('iam_role_assumable') "
+    "after CreateRole (see lambda_states.py)",
 )
 
 

@@ -9,6 +9,13 @@ The validation CNAME depends only on domain and account, so the regions share on
 once per run (every region's node plans it, the executor makes the call once), and only when the zone
 does not already hold it. Before the record, a tag on the zone records that this stack wrote it, so
 `down` (the hosted-zone stage) removes it once no certificate needs it, even after an interruption.
+
+ACM looks the validation record up through the public DNS, so a zone its parent does not delegate to
+Route 53's name servers (a zone `up` has just created, with `domain.create_zone: true`) can never validate:
+ACM would keep the certificate PENDING_VALIDATION for 72 hours and then time it out. Before waiting, the
+stage asks the parent zone which name servers it delegates to, and stops with the ones to set at the
+registrar instead of waiting. On a local endpoint (the sandbox, LocalStack) it does not ask: their zones
+exist only inside them, no public parent delegates to them, and their ACM validates from the zone itself.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from multiregion.config import Config
 from multiregion.engine import TAG_STACK, Env, Inputs, NodePlan, Reader, Stage, StepError
 from multiregion.executor import BuiltinContext, builtin
 from multiregion.lookups import certificates as certs
@@ -46,6 +54,7 @@ class CertificateSnapshot:
     records_in_zone: bool = False
     zone_tags: dict[str, str] = field(default_factory=dict)
     all_arns: tuple[tuple[str, str], ...] = ()  # (arn, status) of every stack certificate, for `down`
+    delegation: zones.Delegation | None = None  # asked only while a certificate waits for validation
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,10 @@ class CertificatesStage(Stage[CertificateSnapshot]):
             return CertificateSnapshot(described)
         records = certs.validation_records(described) or []
         present = bool(records) and all(self._in_zone(aws, zone["Id"], r) for r in records)
-        return CertificateSnapshot(described, present, zones.zone_tags(aws, zone["Id"]))
+        delegation = None
+        if described["Status"] == certs.PENDING and checks_delegation(aws.config):
+            delegation = zones.check_delegation(zone["Name"], zones.delegation_set(zone))
+        return CertificateSnapshot(described, present, zones.zone_tags(aws, zone["Id"]), delegation=delegation)
 
     @staticmethod
     def _in_zone(aws: Reader, zone_id: str, record: dict[str, str]) -> bool:
@@ -98,9 +110,14 @@ class CertificatesStage(Stage[CertificateSnapshot]):
                                  f"ACM, DNS validation through zone {env.config.domain.hosted_zone} (one CNAME "
                                  "shared by every region)",
                                  request, *self._validate(env, region, arn, zone_id, published=False),
-                                 self._wait_issued(env, region, arn))
+                                 *self._check_delegation(env, region, zone_id), self._wait_issued(env, region, arn))
             return NodePlan(changes=(change,), outputs={"certificate_arn": arn})
         arn = cert["CertificateArn"]
+        warnings: tuple[str, ...] = ()
+        if snapshot.delegation is not None and snapshot.delegation.verdict == zones.UNDELEGATED:
+            raise zones.undelegated_error(self.name, region, snapshot.delegation)
+        if snapshot.delegation is not None and snapshot.delegation.verdict == zones.UNKNOWN:
+            warnings = (f"[{region}] {snapshot.delegation.detail}; waiting for ACM all the same",)
         changes: list[Change] = []
         records = certs.validation_records(cert)
         tagged = snapshot.zone_tags.get(zones.validation_tag(env.config)) is not None
@@ -113,7 +130,14 @@ class CertificatesStage(Stage[CertificateSnapshot]):
                                        *self._validate(env, region, arn, zone_id, published=records is not None,
                                                        records=records)))
         waits = () if cert["Status"] == certs.ISSUED else (self._wait_issued(env, region, arn),)
-        return NodePlan(changes=tuple(changes), waits=waits, outputs={"certificate_arn": arn})
+        return NodePlan(changes=tuple(changes), waits=waits, outputs={"certificate_arn": arn}, warnings=warnings)
+
+    @staticmethod
+    def _check_delegation(env: Env, region: str, zone_id: Any) -> tuple[Builtin, ...]:
+        """Before the wait for a new certificate: is the zone (maybe created moments ago) delegated?"""
+        if not checks_delegation(env.config):
+            return ()
+        return (Builtin("certificates.check-delegation", region, {"zone_id": zone_id}),)
 
     def _validate(self, env: Env, region: str, arn: Any, zone_id: Any, published: bool,
                   records: list[dict[str, str]] | None = None) -> tuple[Any, ...]:
@@ -170,6 +194,24 @@ class CertificatesStage(Stage[CertificateSnapshot]):
         mine = certs.stack_certificates(aws, region)
         cert = certs.preferred(mine) or (mine[-1] if mine else None)
         return CertificateStatus(cert["CertificateArn"] if cert else None, cert["Status"] if cert else None)
+
+
+def checks_delegation(config: Config) -> bool:
+    """Only on AWS: a local endpoint's zones are delegated by no public parent (see the module docstring)."""
+    return config.endpoint == "aws"
+
+
+@builtin("certificates.check-delegation")
+def check_delegation(ctx: BuiltinContext, region: str, zone_id: str) -> dict[str, Any]:
+    """Stop before the certificate wait when the zone is not delegated to its Route 53 name servers."""
+    found = ctx.clients("route53", ROUTE53_REGION).get_hosted_zone(Id=zone_id)
+    zone = {**found["HostedZone"], "DelegationSet": found.get("DelegationSet", {})}
+    delegation = zones.check_delegation(zone["Name"], zones.delegation_set(zone))
+    if delegation.verdict == zones.UNDELEGATED:
+        raise zones.undelegated_error("certificates", region, delegation)
+    if delegation.verdict == zones.UNKNOWN:
+        ctx.info(f"[{region}] {delegation.detail}; waiting for ACM all the same")
+    return {}
 
 
 @builtin("certificates.request")
