@@ -59,7 +59,7 @@ class Progress:
 class WaitReporter(Protocol):
     """What the executor needs to show: a line per wait in progress, and notes on retries."""
 
-    def waiting(self, what: str, region: str) -> AbstractContextManager[Progress]: ...
+    def waiting(self, what: str, region: str, typical: float | None = None) -> AbstractContextManager[Progress]: ...
 
     def info(self, message: str) -> None: ...
 
@@ -151,7 +151,7 @@ class Executor:
         if isinstance(op, Call):
             answer = self._call_once(op) if op.once else self.call(op)
         elif isinstance(op, Wait):
-            answer = self.wait(op)
+            answer = self.wait(op, node)
         else:
             answer = self._builtin(op)
         self._keep_outputs(node, op, answer)
@@ -207,7 +207,9 @@ class Executor:
             finally:
                 entry.done.set()
 
-    def wait(self, op: Wait) -> dict[str, Any]:
+    def wait(self, op: Wait, node: str = "") -> dict[str, Any]:
+        """Poll until ready. `node` ("health-checks/eu-west-1") names the region the progress line shows: the
+        one the wait is for, where the API it polls may be another's (Route 53's, the primary's)."""
         timeout = op.timeout if self.max_wait is None else min(op.timeout, self.max_wait)
         deadline = self.clock() + timeout
         params = self.resolve(op.params)
@@ -215,7 +217,9 @@ class Executor:
         status: Any = None
         # Short first pauses (most waits end within seconds), growing to the steady poll interval.
         pause = self.poll_interval / 10
-        with self.reporter.waiting(op.what, op.region) as progress:
+        region = node.partition("/")[2]
+        shown = op.region if region in ("", "global") else region
+        with self.reporter.waiting(op.what, shown, op.typical_seconds or None) as progress:
             while True:
                 try:
                     answer = dict(method(**params))
