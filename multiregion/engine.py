@@ -388,13 +388,17 @@ class Runner:
     unrelated nodes carry on.
     """
 
-    def __init__(self, ctx: Context, stages: Sequence[Stage[Any]], mode: str, max_workers: int = 8):
+    def __init__(self, ctx: Context, stages: Sequence[Stage[Any]], mode: str, max_workers: int | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         check_stages(stages)
-        self.ctx, self.stages, self.mode, self.max_workers = ctx, list(stages), mode, max_workers
+        self.ctx, self.stages, self.mode = ctx, list(stages), mode
         self.by_name = {s.name: s for s in self.stages}
         self.graph = build_graph(self.stages, ctx.config, reverse=mode in ("down", "plan-down"))
+        # A thread per node by default: nodes spend their time waiting for AWS, and a pool smaller than the
+        # graph would keep a ready node (the replica chain) queued behind others that only wait (eight
+        # regions' certificates), putting their waits on its path.
+        self.max_workers = max_workers or max(1, len(self.graph))
 
     def run(self) -> RunResult:
         env = self.ctx.env()  # asks for the caller's identity first: Unreachable is raised here, once

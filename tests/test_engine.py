@@ -131,6 +131,18 @@ def test_regions_run_in_parallel_and_dependencies_in_order() -> None:
         assert starts[("second", r)] >= ends[("first", r)]
 
 
+def test_every_ready_node_runs_at_once_however_many_wait() -> None:
+    # Five stages in three regions: fifteen nodes that only wait (as certificates do for ACM) and a primary
+    # node that could start at once (the table, head of the replica chain). None may queue behind the others.
+    rec = Recorder()
+    waiting = [make_stage(f"waits{i}", delay=0.5, rec=rec) for i in range(5)]
+    result = Runner(context(), [*waiting, make_stage("chain", "primary", rec=rec)], "up").run()
+    assert result.ok and len(result.changes) == 16
+    starts = [t for what, _, _, t in rec.events if what == "start"]
+    first_end = min(t for what, s, _, t in rec.events if what == "end" and s != "chain")
+    assert len(starts) == 16 and max(starts) < first_end
+
+
 def test_a_failed_node_skips_its_dependents_only() -> None:
     rec = Recorder()
     result = Runner(context(), [make_stage("first", fail_in="us-east-1", rec=rec),
