@@ -217,6 +217,7 @@ class Executor:
         status: Any = None
         # Short first pauses (most waits end within seconds), growing to the steady poll interval.
         pause = self.poll_interval / 10
+        steady = steady_pause(self.poll_interval, op.typical_seconds if op.duration else None)
         region = node.partition("/")[2]
         shown = op.region if region in ("", "global") else region
         with self.reporter.waiting(op.what, shown, op.typical_seconds or None) as progress:
@@ -239,7 +240,7 @@ class Executor:
                     raise ExecutionError(f"gave up waiting for {op.what} after {timeout:g} s "
                                          f"(last status: {status}) [{_named(params)}]", op.hint)
                 self.sleep(pause)
-                pause = min(self.poll_interval, pause * 2)
+                pause = min(steady, pause * 2)
 
     def _builtin(self, op: Builtin) -> dict[str, Any]:
         try:
@@ -248,6 +249,15 @@ class Executor:
             raise ExecutionError(f"no builtin {op.name!r}", "this is a bug in multiregion; please report it") from None
         ctx = BuiltinContext(self.clients, self.sleep, self.wait, self.reporter.info)
         return dict(fn(ctx, op.region, **self.resolve(op.params)))
+
+
+def steady_pause(poll_interval: float, typical: float | None) -> float:
+    """The longest pause between two polls of a wait. A wait AWS typically ends in a couple of seconds (a
+    function leaving Pending) is polled at a tenth of that, not every `poll_interval` (5 s on AWS), which
+    would add up to a pause to each of them; never below the first pause."""
+    if typical is None:
+        return poll_interval
+    return min(poll_interval, max(poll_interval / 10, typical / 10))
 
 
 def _named(params: Mapping[str, Any]) -> str:

@@ -253,3 +253,28 @@ def test_an_unknown_ref_is_reported_as_a_bug_not_sent_to_aws() -> None:
         executor.resolve({"Id": Ref("x/global", "id", "(x)")})
     executor.store("x/global", "id", "abc")
     assert executor.resolve({"Id": Ref("x/global", "id", "(x)"), "List": (1, 2)}) == {"Id": "abc", "List": [1, 2]}
+
+
+class Settling:
+    """A table that is CREATING for `polls` DescribeTable calls, then ACTIVE."""
+
+    def __init__(self, polls: int):
+        self.polls = polls
+
+    def describe_table(self, **_: Any) -> dict[str, Any]:
+        self.polls -= 1
+        return {"Table": {"TableStatus": "ACTIVE" if self.polls < 0 else "CREATING"}}
+
+
+@pytest.mark.parametrize(("duration", "longest"), [("lambda_pending", 0.5), ("replica_active", 5.0), ("", 5.0)])
+def test_a_wait_is_polled_as_often_as_its_aws_duration_needs(duration: str, longest: float) -> None:
+    from multiregion.plan import Wait
+
+    pauses: list[float] = []
+    table = Settling(polls=12)
+    executor = Executor(lambda service, region: table, context().reporter, sleep=pauses.append, poll_interval=5.0)
+    executor.wait(Wait("it", "dynamodb", "eu-west-1", "describe_table", {}, "Table.TableStatus", ("ACTIVE",),
+                       duration=duration))
+    # The first pauses are short either way; the steady one is a tenth of a 2 s wait, the poll interval for
+    # a 3-minute one or a wait with no known duration.
+    assert pauses[0] == 0.5 and max(pauses) == longest and len(pauses) == 12
