@@ -37,6 +37,8 @@ from multiregion.plan import (
     encode_json,
 )
 
+# Services whose API has one region for the whole account (their clients still need a region name).
+GLOBAL_SERVICES = ("route53", "iam")
 # Pauses between tries of a retried call: short first (most refusals pass in seconds), then steady.
 RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -218,8 +220,7 @@ class Executor:
         # Short first pauses (most waits end within seconds), growing to the steady poll interval.
         pause = self.poll_interval / 10
         steady = steady_pause(self.poll_interval, op.typical_seconds if op.duration else None)
-        region = node.partition("/")[2]
-        shown = op.region if region in ("", "global") else region
+        shown = _shown_region(node, op)
         with self.reporter.waiting(op.what, shown, op.typical_seconds or None) as progress:
             while True:
                 try:
@@ -249,6 +250,16 @@ class Executor:
             raise ExecutionError(f"no builtin {op.name!r}", "this is a bug in multiregion; please report it") from None
         ctx = BuiltinContext(self.clients, self.sleep, self.wait, self.reporter.info)
         return dict(fn(ctx, op.region, **self.resolve(op.params)))
+
+
+def _shown_region(node: str, op: Wait) -> str:
+    """The region a wait's progress line names: the node's (a region's health check polls Route 53 in
+    us-east-1, yet waits for that region); a global node's wait names the API's region, or "global" for
+    a global service's (a Route 53 policy record is no region's)."""
+    region = node.partition("/")[2]
+    if region and region != "global":
+        return region
+    return "global" if op.service in GLOBAL_SERVICES else op.region
 
 
 def steady_pause(poll_interval: float, typical: float | None) -> float:

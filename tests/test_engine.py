@@ -3,8 +3,10 @@ graph checked before anything runs, and values passed between nodes as data."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -26,7 +28,7 @@ from multiregion.engine import (
     check_stages,
     with_dependencies,
 )
-from multiregion.executor import BuiltinContext, Executor, builtin
+from multiregion.executor import BuiltinContext, Executor, Progress, builtin
 from multiregion.plan import Builtin, Change, Cost, Ref, monthly_cost, usd
 
 CONFIG = parse_config({"service": "svc", "regions": ["eu-west-1", "us-east-1", "ap-southeast-2"],
@@ -278,3 +280,33 @@ def test_a_wait_is_polled_as_often_as_its_aws_duration_needs(duration: str, long
     # The first pauses are short either way; the steady one is a tenth of a 2 s wait, the poll interval for
     # a 3-minute one or a wait with no known duration.
     assert pauses[0] == 0.5 and max(pauses) == longest and len(pauses) == 12
+
+
+class Lines:
+    """A reporter that keeps the (what, region, typical) of every wait it is shown."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, str, float | None]] = []
+
+    @contextlib.contextmanager
+    def waiting(self, what: str, region: str, typical: float | None = None) -> Iterator[Progress]:
+        self.waits.append((what, region, typical))
+        yield Progress()
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("node", "service", "shown"), [
+    ("health-checks/eu-west-1", "route53", "eu-west-1"),  # polls Route 53 in us-east-1, waits for eu-west-1
+    ("routing/global", "route53", "global"),
+    ("global-table/global", "dynamodb", "us-east-1")])
+def test_a_wait_line_names_the_region_it_waits_for_and_what_aws_typically_takes(node: str, service: str,
+                                                                                 shown: str) -> None:
+    from multiregion.plan import Wait
+
+    lines = Lines()
+    executor = Executor(lambda s, r: Settling(polls=0), lines, sleep=lambda s: None)  # type: ignore[arg-type]
+    executor.run(node, Wait("it", service, "us-east-1", "describe_table", {}, "Table.TableStatus", ("ACTIVE",),
+                            duration="health_check_first_verdict"))
+    assert lines.waits == [("it", shown, 30.0)]
