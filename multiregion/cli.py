@@ -270,7 +270,7 @@ def run_document(result: RunResult, clients: ClientProvider, seconds: float, det
         "errors": [e.to_dict() for e in result.errors],
         "skipped": [{"stage": n.stage, "region": n.region} for n in result.nodes if n.skipped],
         "api_calls": {"reads": clients.reads, "writes": clients.writes},
-        "seconds": round(seconds, 2),  # measured wall time of the command
+        "seconds": round(seconds, 2),  # measured wall time: taking the lease, then every node
         # What the same changes take at AWS's typical durations: the plan's critical path (AWS seconds).
         "estimate": result.estimate().to_dict(),
     }

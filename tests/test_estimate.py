@@ -140,7 +140,7 @@ def test_nothing_to_wait_for_reads_as_such() -> None:
     assert estimate({}, {}).seconds == 0
     assert Estimate(0.0).text() == "no wait for AWS"
     assert [human_seconds(s) for s in (0.4, 45, 187, 1267, 7200)] == \
-        ["1 seconds", "45 seconds", "3 minutes", "21 minutes", "2.0 hours"]
+        ["1 second", "45 seconds", "3 minutes", "21 minutes", "2.0 hours"]
 
 
 def test_the_json_form_carries_seconds_labels_and_the_path() -> None:
