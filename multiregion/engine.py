@@ -29,11 +29,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from multiregion import estimate as estimates
 from multiregion.app import Package, build_packages
 from multiregion.aws import ClientProvider, error_code, error_message
 from multiregion.config import Config
 from multiregion.executor import ExecutionError, Executor, Progress
-from multiregion.plan import Change, Inputs, NodePlan, Ref
+from multiregion.plan import Change, Inputs, NodePlan, Ref, Wait
 
 GLOBAL = "global"
 TAG_STACK = "multiregion:stack"
@@ -107,7 +108,8 @@ class Reporter:
         pass
 
     @contextlib.contextmanager
-    def waiting(self, what: str, region: str) -> Iterator[Progress]:
+    def waiting(self, what: str, region: str, typical: float | None = None) -> Iterator[Progress]:
+        """A wait in progress; `typical` is how long AWS usually takes for it, in seconds, when known."""
         yield Progress()
 
 
@@ -351,12 +353,14 @@ class NodeResult:
     skipped: bool = False
     seconds: float = 0.0
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    waits: list[Wait] = field(default_factory=list)  # the node's settling waits (planned, or made)
 
 
 @dataclass
 class RunResult:
     nodes: list[NodeResult]
     mode: str = "up"
+    graph: Mapping[Node, set[Node]] = field(default_factory=dict)  # node -> the nodes it waited for
 
     @property
     def changes(self) -> list[Change]:
@@ -370,6 +374,11 @@ class RunResult:
     def ok(self) -> bool:
         return not self.errors and not any(n.skipped for n in self.nodes)
 
+    def estimate(self) -> estimates.Estimate:
+        """The shortest wall time of these changes on AWS: the longest chain of AWS's waits (see
+        `multiregion.estimate`)."""
+        return estimates.of_nodes(self.graph, {(n.stage, n.region): (n.changes, n.waits) for n in self.nodes})
+
 
 class Runner:
     """Runs stage nodes in dependency order on a thread pool.
@@ -379,13 +388,17 @@ class Runner:
     unrelated nodes carry on.
     """
 
-    def __init__(self, ctx: Context, stages: Sequence[Stage[Any]], mode: str, max_workers: int = 8):
+    def __init__(self, ctx: Context, stages: Sequence[Stage[Any]], mode: str, max_workers: int | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         check_stages(stages)
-        self.ctx, self.stages, self.mode, self.max_workers = ctx, list(stages), mode, max_workers
+        self.ctx, self.stages, self.mode = ctx, list(stages), mode
         self.by_name = {s.name: s for s in self.stages}
         self.graph = build_graph(self.stages, ctx.config, reverse=mode in ("down", "plan-down"))
+        # A thread per node by default: nodes spend their time waiting for AWS, and a pool smaller than the
+        # graph would keep a ready node (the replica chain) queued behind others that only wait (eight
+        # regions' certificates), putting their waits on its path.
+        self.max_workers = max_workers or max(1, len(self.graph))
 
     def run(self) -> RunResult:
         env = self.ctx.env()  # asks for the caller's identity first: Unreachable is raised here, once
@@ -411,7 +424,8 @@ class Runner:
                 for future in done:
                     results[running.pop(future)] = future.result()
         order = {s.name: i for i, s in enumerate(self.stages)}
-        return RunResult(sorted(results.values(), key=lambda n: (order[n.stage], n.region)), self.mode)
+        return RunResult(sorted(results.values(), key=lambda n: (order[n.stage], n.region)), self.mode,
+                         {node: set(deps) for node, deps in self.graph.items()})
 
     def _run_node(self, node: Node, env: Env, reader: Reader, executor: Executor, inputs: Inputs) -> NodeResult:
         stage_name, region = node
@@ -428,6 +442,7 @@ class Runner:
             plan = stage.destroy(env, region, snapshot) if removing else stage.diff(env, region, snapshot, inputs)
             for warning in plan.warnings:
                 reporter.warn(warning)
+            result.waits = list(plan.waits)
             if self.mode in ("plan", "plan-down"):
                 result.changes = list(plan.changes)
                 result.outputs = dict(plan.outputs)

@@ -37,6 +37,8 @@ from multiregion.plan import (
     encode_json,
 )
 
+# Services whose API has one region for the whole account (their clients still need a region name).
+GLOBAL_SERVICES = ("route53", "iam")
 # Pauses between tries of a retried call: short first (most refusals pass in seconds), then steady.
 RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -59,7 +61,7 @@ class Progress:
 class WaitReporter(Protocol):
     """What the executor needs to show: a line per wait in progress, and notes on retries."""
 
-    def waiting(self, what: str, region: str) -> AbstractContextManager[Progress]: ...
+    def waiting(self, what: str, region: str, typical: float | None = None) -> AbstractContextManager[Progress]: ...
 
     def info(self, message: str) -> None: ...
 
@@ -151,7 +153,7 @@ class Executor:
         if isinstance(op, Call):
             answer = self._call_once(op) if op.once else self.call(op)
         elif isinstance(op, Wait):
-            answer = self.wait(op)
+            answer = self.wait(op, node)
         else:
             answer = self._builtin(op)
         self._keep_outputs(node, op, answer)
@@ -207,7 +209,9 @@ class Executor:
             finally:
                 entry.done.set()
 
-    def wait(self, op: Wait) -> dict[str, Any]:
+    def wait(self, op: Wait, node: str = "") -> dict[str, Any]:
+        """Poll until ready. `node` ("health-checks/eu-west-1") names the region the progress line shows: the
+        one the wait is for, where the API it polls may be another's (Route 53's, the primary's)."""
         timeout = op.timeout if self.max_wait is None else min(op.timeout, self.max_wait)
         deadline = self.clock() + timeout
         params = self.resolve(op.params)
@@ -215,7 +219,9 @@ class Executor:
         status: Any = None
         # Short first pauses (most waits end within seconds), growing to the steady poll interval.
         pause = self.poll_interval / 10
-        with self.reporter.waiting(op.what, op.region) as progress:
+        steady = steady_pause(self.poll_interval, op.typical_seconds if op.duration else None)
+        shown = _shown_region(node, op)
+        with self.reporter.waiting(op.what, shown, op.typical_seconds or None) as progress:
             while True:
                 try:
                     answer = dict(method(**params))
@@ -235,7 +241,7 @@ class Executor:
                     raise ExecutionError(f"gave up waiting for {op.what} after {timeout:g} s "
                                          f"(last status: {status}) [{_named(params)}]", op.hint)
                 self.sleep(pause)
-                pause = min(self.poll_interval, pause * 2)
+                pause = min(steady, pause * 2)
 
     def _builtin(self, op: Builtin) -> dict[str, Any]:
         try:
@@ -244,6 +250,25 @@ class Executor:
             raise ExecutionError(f"no builtin {op.name!r}", "this is a bug in multiregion; please report it") from None
         ctx = BuiltinContext(self.clients, self.sleep, self.wait, self.reporter.info)
         return dict(fn(ctx, op.region, **self.resolve(op.params)))
+
+
+def _shown_region(node: str, op: Wait) -> str:
+    """The region a wait's progress line names: the node's (a region's health check polls Route 53 in
+    us-east-1, yet waits for that region); a global node's wait names the API's region, or "global" for
+    a global service's (a Route 53 policy record is no region's)."""
+    region = node.partition("/")[2]
+    if region and region != "global":
+        return region
+    return "global" if op.service in GLOBAL_SERVICES else op.region
+
+
+def steady_pause(poll_interval: float, typical: float | None) -> float:
+    """The longest pause between two polls of a wait. A wait AWS typically ends in a couple of seconds (a
+    function leaving Pending) is polled at a tenth of that, not every `poll_interval` (5 s on AWS), which
+    would add up to a pause to each of them; never below the first pause."""
+    if typical is None:
+        return poll_interval
+    return min(poll_interval, max(poll_interval / 10, typical / 10))
 
 
 def _named(params: Mapping[str, Any]) -> str:

@@ -13,12 +13,15 @@ replaces it with what that operation returned.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+from multiregion import durations
 
 ACTIONS = ("create", "update", "replace", "delete")
 
@@ -117,6 +120,12 @@ class Retry:
     why: str
     message: str = ""
     budget: float = 120.0
+    # How long AWS typically refuses, as a name in `durations.DURATIONS` ("" when it says nothing): the
+    # refusal is a wait in disguise (IAM propagation), and the estimate of `up` counts it.
+    duration: str = ""
+
+    def __post_init__(self) -> None:
+        _check_duration(self.duration)
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,20 @@ class Wait:
     timeout: float = 900.0  # seconds; AWS's own worst case, never the sandbox's
     hint: str = "run the same command again: it resumes where it stopped"
     outputs: Mapping[str, str] = field(default_factory=dict)
+    # Which of AWS's asynchronous steps this wait sits out, as a name in `durations.DURATIONS` ("" for a
+    # state AWS reaches at once, or one it gives no figure for): what the estimate of `up` adds up.
+    duration: str = ""
+
+    def __post_init__(self) -> None:
+        _check_duration(self.duration)
+
+    def expecting(self, duration: str) -> Wait:
+        """The same wait, saying which AWS duration it typically lasts."""
+        return dataclasses.replace(self, duration=duration)
+
+    @property
+    def typical_seconds(self) -> float:
+        return durations.seconds(self.duration) if self.duration else 0.0
 
     def describe(self) -> str:
         return f"wait {self.what} ({self.region})"
@@ -187,6 +210,11 @@ class Builtin:
 
 
 Operation = Call | Wait | Builtin
+
+
+def _check_duration(name: str) -> None:
+    if name and name not in durations.DURATIONS:
+        raise ValueError(f"unknown AWS duration {name!r} (known: {', '.join(durations.DURATIONS)})")
 
 
 # ----------------------------------------------------------------------------------------------- changes
@@ -271,8 +299,11 @@ def describe_operation(op: Operation) -> dict[str, Any]:
             data["retries"] = [f"{', '.join(r.codes)}: {r.why}" for r in op.retry]
         return data
     if isinstance(op, Wait):
-        return {"wait": op.what, "region": op.region, "poll": f"{op.service}.{op.method}",
+        data = {"wait": op.what, "region": op.region, "poll": f"{op.service}.{op.method}",
                 "params": shown(op.params), "until": list(op.ready), "timeout_seconds": op.timeout}
+        if op.duration:
+            data["typically"] = {"duration": op.duration, "seconds_on_aws": op.typical_seconds}
+        return data
     return {"builtin": op.name, "region": op.region, "params": shown(op.params)}
 
 

@@ -15,14 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from multiregion.engine import Progress, Reporter, RunResult, StepError
+from multiregion.estimate import Estimate, human_seconds
 from multiregion.plan import Change
 
 ACTION_STYLE = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
 
 
 class _Wait(Progress):
-    def __init__(self, reporter: RichReporter, what: str, region: str):
-        self.reporter, self.what, self.region = reporter, what, region
+    def __init__(self, reporter: RichReporter, what: str, region: str, typical: float | None = None):
+        self.reporter, self.what, self.region, self.typical = reporter, what, region, typical
         self.status = ""
         self.started = time.monotonic()
 
@@ -36,9 +37,11 @@ class _Wait(Progress):
 
     def line(self) -> Text:
         waited = time.monotonic() - self.started
+        # What AWS usually takes, so a long wait reads as expected (or not); on the sandbox time is compressed.
+        typical = f" (typically {human_seconds(self.typical)} on AWS)" if self.typical else ""
         return Text.assemble(("  ⧗ ", "cyan"), (f"{self.region:<14}", "bold"),
                              f" waiting for {self.what}: ", (self.status or "...", "yellow"),
-                             (f"  {waited:.0f}s", "dim"))
+                             (f"  {waited:.0f}s{typical}", "dim"))
 
 
 class RichReporter(Reporter):
@@ -91,8 +94,8 @@ class RichReporter(Reporter):
             self.console.print(f"[yellow]![/yellow] {escape(message)}", soft_wrap=True)
 
     @contextlib.contextmanager
-    def waiting(self, what: str, region: str) -> Iterator[Progress]:
-        wait = _Wait(self, what, region)
+    def waiting(self, what: str, region: str, typical: float | None = None) -> Iterator[Progress]:
+        wait = _Wait(self, what, region, typical)
         if self.quiet or not self.console.is_terminal:
             yield wait
             return
@@ -150,6 +153,14 @@ def print_run_summary(console: Console, result: RunResult, done: str, seconds: f
     else:
         console.print(f"{state}: {n} change{'s' if n != 1 else ''} {done} in {seconds:.1f}s "
                       f"({calls} write calls)")
+
+
+def print_estimate(console: Console, estimate: Estimate, remote: bool) -> None:
+    """How long `up` will wait for AWS: the plan's critical path at AWS's typical durations."""
+    if estimate.seconds <= 0:
+        return
+    where = "" if remote else " on AWS (the sandbox compresses time)"
+    console.print(f"Estimated time{where}: {estimate.text()}.", markup=False, soft_wrap=True)
 
 
 def print_step(console: Console, step: Any) -> None:

@@ -3,8 +3,10 @@ graph checked before anything runs, and values passed between nodes as data."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -26,7 +28,7 @@ from multiregion.engine import (
     check_stages,
     with_dependencies,
 )
-from multiregion.executor import BuiltinContext, Executor, builtin
+from multiregion.executor import BuiltinContext, Executor, Progress, builtin
 from multiregion.plan import Builtin, Change, Cost, Ref, monthly_cost, usd
 
 CONFIG = parse_config({"service": "svc", "regions": ["eu-west-1", "us-east-1", "ap-southeast-2"],
@@ -129,6 +131,18 @@ def test_regions_run_in_parallel_and_dependencies_in_order() -> None:
     # ...and each region's second node starts only after its own first node ended.
     for r in CONFIG.regions:
         assert starts[("second", r)] >= ends[("first", r)]
+
+
+def test_every_ready_node_runs_at_once_however_many_wait() -> None:
+    # Five stages in three regions: fifteen nodes that only wait (as certificates do for ACM) and a primary
+    # node that could start at once (the table, head of the replica chain). None may queue behind the others.
+    rec = Recorder()
+    waiting = [make_stage(f"waits{i}", delay=0.5, rec=rec) for i in range(5)]
+    result = Runner(context(), [*waiting, make_stage("chain", "primary", rec=rec)], "up").run()
+    assert result.ok and len(result.changes) == 16
+    starts = [t for what, _, _, t in rec.events if what == "start"]
+    first_end = min(t for what, s, _, t in rec.events if what == "end" and s != "chain")
+    assert len(starts) == 16 and max(starts) < first_end
 
 
 def test_a_failed_node_skips_its_dependents_only() -> None:
@@ -241,3 +255,58 @@ def test_an_unknown_ref_is_reported_as_a_bug_not_sent_to_aws() -> None:
         executor.resolve({"Id": Ref("x/global", "id", "(x)")})
     executor.store("x/global", "id", "abc")
     assert executor.resolve({"Id": Ref("x/global", "id", "(x)"), "List": (1, 2)}) == {"Id": "abc", "List": [1, 2]}
+
+
+class Settling:
+    """A table that is CREATING for `polls` DescribeTable calls, then ACTIVE."""
+
+    def __init__(self, polls: int):
+        self.polls = polls
+
+    def describe_table(self, **_: Any) -> dict[str, Any]:
+        self.polls -= 1
+        return {"Table": {"TableStatus": "ACTIVE" if self.polls < 0 else "CREATING"}}
+
+
+@pytest.mark.parametrize(("duration", "longest"), [("lambda_pending", 0.5), ("replica_active", 5.0), ("", 5.0)])
+def test_a_wait_is_polled_as_often_as_its_aws_duration_needs(duration: str, longest: float) -> None:
+    from multiregion.plan import Wait
+
+    pauses: list[float] = []
+    table = Settling(polls=12)
+    executor = Executor(lambda service, region: table, context().reporter, sleep=pauses.append, poll_interval=5.0)
+    executor.wait(Wait("it", "dynamodb", "eu-west-1", "describe_table", {}, "Table.TableStatus", ("ACTIVE",),
+                       duration=duration))
+    # The first pauses are short either way; the steady one is a tenth of a 2 s wait, the poll interval for
+    # a 3-minute one or a wait with no known duration.
+    assert pauses[0] == 0.5 and max(pauses) == longest and len(pauses) == 12
+
+
+class Lines:
+    """A reporter that keeps the (what, region, typical) of every wait it is shown."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, str, float | None]] = []
+
+    @contextlib.contextmanager
+    def waiting(self, what: str, region: str, typical: float | None = None) -> Iterator[Progress]:
+        self.waits.append((what, region, typical))
+        yield Progress()
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("node", "service", "shown"), [
+    ("health-checks/eu-west-1", "route53", "eu-west-1"),  # polls Route 53 in us-east-1, waits for eu-west-1
+    ("routing/global", "route53", "global"),
+    ("global-table/global", "dynamodb", "us-east-1")])
+def test_a_wait_line_names_the_region_it_waits_for_and_what_aws_typically_takes(node: str, service: str,
+                                                                                 shown: str) -> None:
+    from multiregion.plan import Wait
+
+    lines = Lines()
+    executor = Executor(lambda s, r: Settling(polls=0), lines, sleep=lambda s: None)  # type: ignore[arg-type]
+    executor.run(node, Wait("it", service, "us-east-1", "describe_table", {}, "Table.TableStatus", ("ACTIVE",),
+                            duration="health_check_first_verdict"))
+    assert lines.waits == [("it", shown, 30.0)]

@@ -171,13 +171,14 @@ def test_no_stage_imports_another_stage() -> None:
 
 def test_lookups_and_the_failover_test_import_no_stage_and_no_sandbox() -> None:
     for path in [*(PACKAGE / "lookups").glob("*.py"), PACKAGE / "failover.py", PACKAGE / "engine.py",
-                 PACKAGE / "executor.py", PACKAGE / "plan.py"]:
+                 PACKAGE / "executor.py", PACKAGE / "plan.py", PACKAGE / "estimate.py", PACKAGE / "durations.py"]:
         bad = {i for i in imports_of(path) if i.startswith(("multiregion.stages", "multiregion.sandbox"))}
         assert not bad, f"{path.name} imports {bad}"
 
 
 def test_the_core_imports_neither_click_nor_rich() -> None:
-    core = [PACKAGE / f for f in ("engine.py", "executor.py", "plan.py", "config.py", "failover.py", "app.py")]
+    core = [PACKAGE / f for f in ("engine.py", "executor.py", "plan.py", "config.py", "failover.py", "app.py",
+                                  "estimate.py", "durations.py")]
     for path in [*core, *(PACKAGE / "lookups").glob("*.py"), *(PACKAGE / "stages").glob("*.py")]:
         bad = {i for i in imports_of(path) if i.split(".")[0] in ("click", "rich")}
         assert not bad, f"{path.name} imports {bad}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
+from multiregion import durations
 from multiregion.sandbox import timing
 from multiregion.sandbox.server import Sandbox, SandboxOptions
 
@@ -50,3 +54,58 @@ def test_the_readme_lists_every_duration_with_its_seconds_on_aws() -> None:
     rows = {line.split("|")[1].strip().strip("`"): [cell.strip() for cell in line.split("|")[2:4]]
             for line in section.splitlines() if line.startswith("| `")}
     assert rows == {name: [d.what, f"{d.aws_seconds:g}"] for name, d in timing.DURATIONS.items()}
+
+
+def test_the_sandbox_runs_on_the_table_the_plan_estimates_with() -> None:
+    # One table: what `plan` estimates from (multiregion.durations) is what the aws profile waits.
+    assert {name: (d.what, d.aws_seconds, d.source) for name, d in timing.DURATIONS.items()} == \
+        {name: (d.what, d.seconds, d.source) for name, d in durations.DURATIONS.items()}
+
+
+KEY = {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+       "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"}
+SCALE = 10.0
+
+
+@pytest.fixture
+def scaled(sandbox: Sandbox, strict: Sandbox, clock: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The sandbox as the benchmark runs it: the aws profile at time scale 10, strict, on a driven clock."""
+    monkeypatch.setattr(sandbox.options, "timing", "aws")
+    monkeypatch.setattr(sandbox.options, "time_scale", SCALE)
+    return clock
+
+
+def table_status(client: Any) -> str:
+    return str(client.describe_table(TableName="t")["Table"]["TableStatus"])
+
+
+def refusal(call: Any) -> str:
+    with pytest.raises(ClientError) as err:
+        call()
+    return str(err.value.response["Error"]["Code"])
+
+
+def test_a_new_table_stays_creating_for_its_scaled_duration(aws: Any, scaled: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    scaled.advance(durations.seconds("table_active") / SCALE - 0.01)
+    assert table_status(eu) == "CREATING"
+    assert refusal(lambda: eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])) \
+        == "ResourceInUseException"
+    scaled.advance(0.01)
+    assert table_status(eu) == "ACTIVE"
+
+
+def test_a_second_table_update_is_refused_for_the_scaled_replica_creation(aws: Any, scaled: Any) -> None:
+    eu = aws("dynamodb", "eu-west-1")
+    eu.create_table(TableName="t", **KEY)
+    scaled.advance(durations.seconds("table_active") / SCALE)
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}])
+    replica = durations.seconds("replica_active") / SCALE
+    scaled.advance(replica - 0.01)
+    assert table_status(eu) == "UPDATING"
+    assert refusal(lambda: eu.update_table(TableName="t", ReplicaUpdates=[
+        {"Create": {"RegionName": "ap-southeast-2"}}])) == "ResourceInUseException"
+    scaled.advance(0.01)
+    assert table_status(eu) == "ACTIVE"
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "ap-southeast-2"}}])

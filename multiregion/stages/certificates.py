@@ -174,10 +174,10 @@ class CertificatesStage(Stage[CertificateSnapshot]):
 
     @staticmethod
     def _wait_issued(env: Env, region: str, arn: Any) -> Wait:
-        return Wait(f"certificate {env.config.domain.name} ISSUED (DNS validation; minutes on AWS)", "acm", region,
+        return Wait(f"certificate {env.config.domain.name} ISSUED (DNS validation)", "acm", region,
                     "describe_certificate", {"CertificateArn": arn}, "Certificate.Status", (certs.ISSUED,),
                     failed=(*certs.FAILED_STATES, GONE), gone=("ResourceNotFoundException",),
-                    reason="Certificate.FailureReason", timeout=ISSUE_TIMEOUT,
+                    reason="Certificate.FailureReason", timeout=ISSUE_TIMEOUT, duration="acm_validation",
                     hint="DNS validation needs the zone delegated from the registrar (check its NS records) and "
                          "CAA records that allow Amazon; run `up` again to keep waiting or to request a new one")
 

@@ -43,7 +43,7 @@ class DomainStatus:
 def wait_available(domain: str, region: str) -> Wait:
     return Wait(f"domain {domain} AVAILABLE", "apigateway", region, "get_domain_name", {"domainName": domain},
                 "domainNameStatus || 'AVAILABLE'", ("AVAILABLE",), failed=(GONE,), gone=("NotFoundException",),
-                reason="domainNameStatusMessage")
+                reason="domainNameStatusMessage", duration="domain_available")
 
 
 class DomainsStage(Stage[DomainSnapshot]):

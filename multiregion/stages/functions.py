@@ -21,7 +21,7 @@ from multiregion.plan import GONE, Blob, Call, Retry, Wait
 # Terraform's AWS provider allows five minutes), and its permissions may lag the same way.
 ROLE_PROPAGATION = (
     Retry(("InvalidParameterValueException",), "the new role has not propagated to Lambda yet",
-          message="cannot be assumed by Lambda", budget=300.0),
+          message="cannot be assumed by Lambda", budget=300.0, duration="iam_role_assumable"),
     Retry(("InvalidParameterValueException",), "the role's permissions have not propagated yet",
           message="execution role does not have permissions", budget=300.0),
 )
@@ -146,7 +146,8 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
                 "Tags": env.tags(region)}, retry=ROLE_PROPAGATION)
             reason = (f"{function.runtime}, {function.memory} MB, {function.timeout} s, "
                       f"{', '.join(r.key for r in function.routes)}, code {package.short}")
-            return self.change(region, "create", f"function {name}", reason, create, wait_updated(name, region)), None
+            return self.change(region, "create", f"function {name}", reason, create,
+                               wait_updated(name, region).expecting("lambda_pending")), None
         if not is_ours(config.service, deployed.function):
             raise Conflict(self.name, region, f"function {name}",
                            f"exists but is not tagged {TAG_STACK}={config.service}",
@@ -165,11 +166,12 @@ class FunctionsStage(Stage[FunctionsSnapshot]):
             ops += [Call("lambda", region, "update_function_code",
                          {"FunctionName": name, "ZipFile": Blob(package.zip, f"zip of {name}"),
                           "Architectures": [function.architecture]},
-                         retry=(UPDATE_IN_PROGRESS,)), wait_updated(name, region)]
+                         retry=(UPDATE_IN_PROGRESS,)), wait_updated(name, region).expecting("lambda_update")]
         settings = self._configuration_diff(current, function, role_arn, environment, reasons)
         if settings:
             ops += [Call("lambda", region, "update_function_configuration", {"FunctionName": name, **settings},
-                         retry=(UPDATE_IN_PROGRESS, *ROLE_PROPAGATION)), wait_updated(name, region)]
+                         retry=(UPDATE_IN_PROGRESS, *ROLE_PROPAGATION)),
+                    wait_updated(name, region).expecting("lambda_update")]
         tags = {k: v for k, v in env.tags(region).items() if (deployed.function.get("Tags") or {}).get(k) != v}
         if tags:
             reasons.append(f"tags {', '.join(tags)}")

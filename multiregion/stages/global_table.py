@@ -1,8 +1,27 @@
 """Stage `global-table`: one replica per configured region, through `UpdateTable(ReplicaUpdates)`.
 
-Eventual consistency (the default): a table accepts one update at a time, so replicas are added one after
-another from the primary, each waited for until ACTIVE (and the table ACTIVE again) before the next.
-Replicas of regions no longer configured are removed only with `--prune`.
+Eventual consistency (the default): replicas are added one after another from the primary, each waited
+for until ACTIVE (and the table ACTIVE
+again) before the next, because AWS allows nothing else for an eventually consistent (2019.11.21, MREC)
+table:
+
+* one replica action per request: UpdateTable with two `Create` actions is refused with ValidationException
+  "Update table operation with more than one create or delete replica actions not allowed" (measured on AWS
+  in an 'ack-api-quirks' lab note for the ACK DynamoDB controller, DDB-TABLE-265, verified 2026-10-09; the
+  same message appears in hashicorp/terraform-provider-aws PR #47867's acceptance output, and Terraform has
+  created replicas one per request since PR #13523, which closed #13132 "Creation fails with multiple
+  replicas"). CloudFormation's AWS::DynamoDB::GlobalTable documents the same limit for updates ("you can
+  only add or remove a single replica in each update"). The API reference sets no maximum on ReplicaUpdates
+  and lets `MultiRegionConsistency` come with "one or more Create actions": several Creates in one request
+  are how a strongly consistent (MRSC) table is made, not an eventual one;
+* one table update at a time: "While it's UPDATING, you can't issue another UpdateTable request" (API
+  reference, UpdateTable); the lab note saw ResourceInUseException for a second Create two seconds after the
+  first.
+
+So the replicas are a serial chain on `up`'s critical path: the table's creation, then one replica creation
+per region after the first. Everything else overlaps with it (no stage depends on this one), and the
+estimate of `up` counts the chain as it is. Replicas of regions no longer configured are removed only with
+`--prune`.
 
 Strong consistency (`table.consistency: strong`, MRSC): AWS fixes the mode when the global table is made,
 so the whole group comes in one UpdateTable (MultiRegionConsistency STRONG, every replica's Create and the
@@ -221,15 +240,17 @@ class GlobalTableStage(Stage[GlobalTableSnapshot]):
 
     def _settle(self, env: Env, target: str) -> tuple[Wait, ...]:
         name = env.config.table.name
-        replica = Wait(f"replica {name} ACTIVE", "dynamodb", env.config.primary, "describe_table",
+        replica = Wait(f"replica {name} in {target} ACTIVE", "dynamodb", env.config.primary, "describe_table",
                        {"TableName": name}, replica_status_path(target), (ACTIVE,), failed=FAILED,
-                       hint="see the DynamoDB console for the reason; run `up` again to retry")
+                       hint="see the DynamoDB console for the reason; run `up` again to retry",
+                       duration="replica_active")
         return replica, wait_active(env, env.config.primary)
 
     def _delete(self, env: Env, target: str) -> tuple[Any, ...]:
         name = env.config.table.name
         gone = Wait(f"replica {name} removed from {target}", "dynamodb", env.config.primary, "describe_table",
-                    {"TableName": name}, f"length(Table.Replicas[?RegionName=='{target}'] || `[]`)", (0,))
+                    {"TableName": name}, f"length(Table.Replicas[?RegionName=='{target}'] || `[]`)", (0,),
+                    duration="replica_deleted")
         return (wait_active(env, env.config.primary),
                 self._update(env, {"Delete": {"RegionName": target}}, (REPLICATION_PENDING,)),
                 gone, wait_active(env, env.config.primary))

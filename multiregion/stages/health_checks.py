@@ -229,7 +229,8 @@ class HealthChecksStage(Stage[HealthCheckSnapshot]):
         reporting = Wait(f"health check of {region} reporting", "route53", ROUTE53_REGION, "get_health_check_status",
                          {"HealthCheckId": check_id},
                          "length(HealthCheckObservations[?StatusReport.Status]) > `0` && 'reporting' "
-                         "|| 'no observation yet'", ("reporting",), timeout=600.0)
+                         "|| 'no observation yet'", ("reporting",), timeout=600.0,
+                         duration="health_check_first_verdict")
         return create, self._tag(check_id, self._wanted_tags(env, region), remove=[hc.TAG_RETIRED]), reporting
 
     def _wanted_tags(self, env: Env, region: str) -> dict[str, str]:

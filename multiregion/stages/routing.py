@@ -319,7 +319,9 @@ class RoutingStage(Stage[RoutingSnapshot]):
                     (APPLIED, FAILED, GONE) if settled_only else (APPLIED,),
                     failed=() if settled_only else (FAILED, GONE), gone=("NoSuchTrafficPolicyInstance",),
                     reason="TrafficPolicyInstance.Message",
-                    hint="fix the cause (often a health check or endpoint), then run `multiregion up` again")
+                    hint="fix the cause (often a health check or endpoint), then run `multiregion up` again",
+                    # Waiting for an earlier change to settle is not a wait of this run's making.
+                    duration="" if settled_only else "policy_instance_applied")
 
     def _delete_instance(self, zone_id: Any, instance: dict[str, Any]) -> tuple[Any, ...]:
         instance_id, name = instance["Id"], dns_name(instance["Name"])
@@ -406,7 +408,7 @@ class RoutingStage(Stage[RoutingSnapshot]):
         # Propagation (PENDING -> INSYNC) is waited for after every change of the node is submitted, so that
         # records submitted one after another (a mode switch) leave the shortest gap.
         return Wait(f"records {name} in sync", "route53", ROUTE53_REGION, "get_change", {"Id": change_id},
-                    "ChangeInfo.Status", ("INSYNC",))
+                    "ChangeInfo.Status", ("INSYNC",), duration="route53_insync")
 
     def _delete_policy(self, snapshot: RoutingSnapshot) -> tuple[Call, ...]:
         policy_id = (snapshot.policy or {})["Id"]

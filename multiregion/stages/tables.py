@@ -66,7 +66,7 @@ class TablesStage(Stage[TableSnapshot]):
             return NodePlan(changes=(self.change(
                 region, "create", resource,
                 f"hash key {config.table.hash_key}, PAY_PER_REQUEST, stream NEW_AND_OLD_IMAGES",
-                create, wait_active(env, region)),))
+                create, wait_active(env, region).expecting("table_active")),))
         self._check_owned(env, region, snapshot)
         changes = []
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
@@ -85,8 +85,15 @@ class TablesStage(Stage[TableSnapshot]):
             raise Conflict(self.name, region, resource,
                            f"its stream is {stream.get('StreamViewType')}, global tables need NEW_AND_OLD_IMAGES",
                            "a stream's view type cannot be changed in place; disable the stream first")
-        waits = () if changes or table.get("TableStatus") == ACTIVE else (wait_active(env, region),)
+        waits = () if changes or table.get("TableStatus") == ACTIVE else (self._settle(env, region, table),)
         return NodePlan(changes=tuple(changes), waits=waits)
+
+    @staticmethod
+    def _settle(env: Env, region: str, table: dict[str, Any]) -> Wait:
+        """A table still settling (a run stopped right after creating it): CREATING lasts what creation does;
+        AWS gives no figure for an update."""
+        wait = wait_active(env, region)
+        return wait.expecting("table_active") if table.get("TableStatus") == "CREATING" else wait
 
     def _check_owned(self, env: Env, region: str, snapshot: TableSnapshot) -> None:
         table = snapshot.table or {}
