@@ -255,19 +255,6 @@ def refuse(monkeypatch: pytest.MonkeyPatch, service: str, operation: str, code: 
     return refused
 
 
-class DrivenClock:
-    """A monotonic clock that moves only when a test says so, for the sandbox's pending states."""
-
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class PacedClock:
     """The sandbox's clock moved on by what a throttled caller is told to wait (Retry-After): a test keeps to
     API Gateway's quotas, as a client that waits does, without waiting for them in real time."""
@@ -281,11 +268,14 @@ class PacedClock:
     def __call__(self) -> float:
         return self.real() + self.offset
 
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
     def wait_as_told(self, parsed: dict[str, Any]) -> bool:
         """Move on by the answer's Retry-After if it is a throttle; whether it was one."""
         if parsed.get("Error", {}).get("Code") != "TooManyRequestsException":
             return False
-        self.offset += float(parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "1"))
+        self.advance(float(parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "1")))
         self.waits += 1
         return True
 
@@ -312,6 +302,15 @@ class PacedClock:
 
         client.meta.events.register_first("needs-retry", retry_now)
         return client
+
+
+class DrivenClock(PacedClock):
+    """A monotonic clock that moves only when a test says so (or, paced, as a throttled caller is told), for
+    the sandbox's pending states and token buckets."""
+
+    def __init__(self) -> None:
+        start = time.monotonic()
+        super().__init__(lambda: start)
 
 
 @pytest.fixture

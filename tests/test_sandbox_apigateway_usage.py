@@ -215,7 +215,7 @@ def test_the_usage_plan_throttles_each_key_across_the_stages_of_the_plan(sandbox
 
 def test_the_usage_plan_can_throttle_one_method_of_a_stage(sandbox: Sandbox, aws: Any, pets: Api,
                                                           clock: DrivenClock) -> None:
-    apigw = aws("apigateway", REGION)
+    apigw = clock.pace(aws("apigateway", REGION))  # CreateDeployment is 1 per 5 s: wait as told on the clock
     resources = {r["path"]: r["id"] for r in apigw.get_resources(restApiId=pets.id)["items"]}
     require_key(apigw, pets.id, resources["/open"])
     key_id = apigw.create_api_key(name="k", value=KEY, enabled=True)["id"]
