@@ -170,28 +170,36 @@ def replicas(client: Any) -> dict[str, str]:
     return {r["RegionName"]: r["ReplicaStatus"] for r in table.get("Replicas", [])}
 
 
-def test_one_request_creates_several_replicas_in_parallel(aws: Any, clock: Any, aws_timing: Sandbox) -> None:
+def test_an_eventual_table_takes_one_replica_action_per_request_as_aws_does(aws: Any, clock: Any,
+                                                                          aws_timing: Sandbox) -> None:
     eu, us, ap = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1"), aws("dynamodb", "ap-southeast-1")
     eu.create_table(TableName="t", **KEY)
     clock.advance(7.0)  # table_active, under strict
-    desc = eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}},
-                                                          {"Create": {"RegionName": "ap-southeast-1"}}])
-    assert {r["RegionName"]: r["ReplicaStatus"] for r in desc["TableDescription"]["Replicas"]} == {
-        "us-east-1": "CREATING", "ap-southeast-1": "CREATING"}
+    for two in ([{"Create": {"RegionName": "us-east-1"}}, {"Create": {"RegionName": "ap-southeast-1"}}],
+                [{"Create": {"RegionName": "us-east-1"}}, {"Delete": {"RegionName": "ap-southeast-1"}}]):
+        code, message = error_of(lambda two=two: eu.update_table(TableName="t", ReplicaUpdates=two))
+        assert code == "ValidationException"
+        assert message == "Update table operation with more than one create or delete replica actions not allowed"
+    assert us.list_tables()["TableNames"] == [] and ap.list_tables()["TableNames"] == []
+    # two identical actions are one (AWS de-duplicates them)
+    desc = eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}] * 2)
+    assert [(r["RegionName"], r["ReplicaStatus"]) for r in desc["TableDescription"]["Replicas"]] == [
+        ("us-east-1", "CREATING")]
     assert status(us) == "CREATING" and status(eu) == "UPDATING"
     clock.advance(179.0)  # replica_active: 180 AWS seconds at time scale 1
-    assert replicas(eu) == {"us-east-1": "CREATING", "ap-southeast-1": "CREATING"}
+    assert replicas(eu) == {"us-east-1": "CREATING"}
     clock.advance(1.0)
-    assert replicas(eu) == {"us-east-1": "ACTIVE", "ap-southeast-1": "ACTIVE"}  # together: in parallel
-    assert status(eu) == "ACTIVE" and status(ap) == "ACTIVE"
+    assert replicas(eu) == {"us-east-1": "ACTIVE"} and status(eu) == "ACTIVE"
+    eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "ap-southeast-1"}}])  # the next one
+    assert replicas(eu) == {"us-east-1": "ACTIVE", "ap-southeast-1": "CREATING"}
 
 
-def test_a_request_with_one_bad_replica_update_changes_nothing(aws: Any) -> None:
+def test_a_refused_replica_update_changes_nothing(aws: Any) -> None:
     eu, us, ap = aws("dynamodb", "eu-west-1"), aws("dynamodb", "us-east-1"), aws("dynamodb", "ap-southeast-1")
     eu.create_table(TableName="t", **KEY)
     ap.create_table(TableName="t", **KEY)  # a table of that name where a replica should go
     code, message = error_of(lambda: eu.update_table(TableName="t", ReplicaUpdates=[
-        {"Create": {"RegionName": "us-east-1"}}, {"Create": {"RegionName": "ap-southeast-1"}}]))
+        {"Create": {"RegionName": "ap-southeast-1"}}]))
     assert code == "ValidationException" and "already existed as tables" in message
     assert us.list_tables()["TableNames"] == [] and "Replicas" not in eu.describe_table(TableName="t")["Table"]
 

@@ -42,8 +42,9 @@ def global_table(sandbox: Sandbox) -> None:
     primary = client(sandbox, REGIONS[0])
     primary.create_table(TableName="t", **KEY)
     wait_for(lambda: primary.describe_table(TableName="t")["Table"]["TableStatus"] == "ACTIVE")
-    primary.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": r}} for r in REGIONS[1:]])
-    wait_for(lambda: primary.describe_table(TableName="t")["Table"]["TableStatus"] == "ACTIVE")
+    for region in REGIONS[1:]:  # one replica per UpdateTable, as AWS takes them
+        primary.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": region}}])
+        wait_for(lambda: primary.describe_table(TableName="t")["Table"]["TableStatus"] == "ACTIVE")
 
 
 class Writers:

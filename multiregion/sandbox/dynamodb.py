@@ -13,11 +13,12 @@ UPDATING, you can't issue another UpdateTable request"; DeleteTable: "If a table
 states, then DynamoDB returns a ResourceInUseException"):
 
 * always: a new replica is CREATING for `duration("replica_active")` and the table UPDATING meanwhile; a
-  second `ReplicaUpdates` then is refused with ResourceInUseException. One UpdateTable may carry several
-  Create actions: the reference puts no limit on ReplicaUpdates (unlike GlobalSecondaryIndexUpdates and
-  GlobalTableWitnessUpdates, "only one ... per UpdateTable operation"), and MultiRegionConsistency is
-  "only valid when you create a global table by specifying one or more Create actions in the
-  ReplicaUpdates action list". They are all checked before any is made, and are created in parallel.
+  second `ReplicaUpdates` then is refused with ResourceInUseException. An eventually consistent table
+  takes one Create or Delete per UpdateTable: two are refused with ValidationException "Update table
+  operation with more than one create or delete replica actions not allowed" (measured on AWS in the
+  ack-api-quirks lab note DDB-TABLE-265, 2026-10-09; the API reference itself sets no limit), and two
+  identical actions count as one, as AWS de-duplicates them. Several Creates in one request are how a
+  strongly consistent table is made (below).
 * under `SandboxOptions.strict`: a new table is CREATING for `duration("table_active")`; any UpdateTable
   and DeleteTable are refused while the table is CREATING or UPDATING; a deleted replica is DELETING for
   `duration("replica_deleted")`; and a replica (or its table) cannot be deleted while writes made there
@@ -75,6 +76,8 @@ VALIDATION, IN_USE, NOT_FOUND = _ERR + "ValidationException", _ERR + "ResourceIn
 CONFLICT, INTERNAL = _ERR + "ReplicatedWriteConflictException", _ERR + "InternalServerError"
 ACCESS_DENIED = _ERR + "AccessDeniedException"
 CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
+# AWS's answer to two replica actions in one UpdateTable of an eventually consistent table (DDB-TABLE-265).
+MORE_THAN_ONE_ACTION = "Update table operation with more than one create or delete replica actions not allowed"
 # AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
 # aws/aws-cli#4906 and aws/aws-cdk#6287).
 LOCAL_REGION = ("Cannot add, delete, or update the local region through ReplicaUpdates. Use CreateTable, "
@@ -284,7 +287,7 @@ class GlobalTables(Extension):
             if error is not None:
                 return error
             ready_at = self.sandbox.now() + self.sandbox.duration("replica_active")
-            for update in updates:
+            for update in updates[:1]:  # one action (identical ones are one, as AWS de-duplicates them)
                 if "Create" in update:
                     self._create_replica(name, source, region, update["Create"]["RegionName"], ready_at)
                 else:
@@ -298,18 +301,16 @@ class GlobalTables(Extension):
         """Every replica update checked before any is made, as AWS accepts or refuses a request whole."""
         group = self.groups.get(name)
         members = set(group.replicas) if group else {region}
-        seen: set[str] = set()
-        for update in updates:
+        distinct = {json.dumps(update, sort_keys=True) for update in updates}
+        if len(distinct) > 1:
+            return aws_json_error(VALIDATION, MORE_THAN_ONE_ACTION)
+        for update in updates[:1]:
             action = "Create" if "Create" in update else "Delete" if "Delete" in update else None
             if action is None:
                 return aws_json_error(VALIDATION, "ReplicaUpdates supports Create and Delete here")
             target = update[action].get("RegionName", "")
             if target == region:
                 return aws_json_error(VALIDATION, LOCAL_REGION)
-            if target in seen:
-                # AWS's wording for a region named twice could not be checked; the refusal itself is certain.
-                return aws_json_error(VALIDATION, f"ReplicaUpdates names region {target} more than once")
-            seen.add(target)
             error = (self._check_create(name, source, target, members) if action == "Create"
                      else self._check_delete(name, target, members))
             if error is not None:
