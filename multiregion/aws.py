@@ -94,6 +94,9 @@ class _AssumedRole(CredentialProvider):  # type: ignore[misc]  # botocore is unt
 ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
 
 
+POOL_CONNECTIONS = 50  # botocore's default is 10; 8 regions' nodes share the Route 53 client
+
+
 class ClientProvider:
     def __init__(self, endpoint_url: str | None = None, max_attempts: int = 8, profile: str | None = None,
                  access: Mapping[str, Access] | None = None, home_region: str | None = None):
@@ -103,8 +106,10 @@ class ClientProvider:
         self.endpoint_url = endpoint_url
         self.profile, self.home_region = profile, home_region
         self.access = dict(access or {})
+        # A node per stage and region runs at once, and the global services' clients are shared by every
+        # region's nodes: a pool large enough that none waits for a connection, or throws one away.
         self._config = BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts},
-                                  connect_timeout=5, read_timeout=60)
+                                  connect_timeout=5, read_timeout=60, max_pool_connections=POOL_CONNECTIONS)
         self._sessions: dict[Access, boto3.session.Session] = {}
         self._session = self._session_for(Access(profile))  # an unknown profile is refused here, at once
         self._clients: dict[tuple[str, str], Any] = {}
@@ -115,6 +120,14 @@ class ClientProvider:
     def local(self) -> bool:
         """Whether the calls stay on this machine: a configured endpoint, or AWS_ENDPOINT_URL on loopback."""
         return self.endpoint_url is not None or is_loopback_url(os.environ.get("AWS_ENDPOINT_URL"))
+
+    @property
+    def local_url(self) -> str | None:
+        """The URL of the endpoint on this machine the calls go to, if they do (see `local`)."""
+        if self.endpoint_url is not None:
+            return self.endpoint_url
+        url = os.environ.get("AWS_ENDPOINT_URL")
+        return url if is_loopback_url(url) else None
 
     def __call__(self, service: str, region: str) -> Any:
         return self.client(service, region)

@@ -37,7 +37,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Never touch the user's ~/.multiregion or a sandbox they run, and never real AWS credentials.
     monkeypatch.setenv("MULTIREGION_HOME", str(tmp_path / "home"))
     for var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "MULTIREGION_CONFIG", "AWS_ENDPOINT_URL"):
+                "MULTIREGION_CONFIG", "AWS_ENDPOINT_URL", "MULTIREGION_DNS_RESOLVER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -46,6 +46,7 @@ class TinyDns:
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     delegations: dict[str, list[str]] = field(default_factory=dict)
     silent: bool = False  # answer nothing (a resolver that cannot be reached)
+    lame: set[str] = field(default_factory=set)  # names asked without recursion answered NOERROR, no AA, nothing
     queries: list[tuple[str, str, bool]] = field(default_factory=list)  # (name, type, recursion desired)
     port: int = 0
 
@@ -72,6 +73,8 @@ class TinyDns:
         return header + question + b"".join(answers) + b"".join(authority)
 
     def _lookup(self, name: str, rtype: str, recursion: bool) -> tuple[list[bytes], list[bytes], int, bool]:
+        if not recursion and name in self.lame:
+            return [], [], 0, False  # a lame server: not authoritative, no referral
         if not recursion and name in self.delegations:
             return [], [_record(name, "NS", ns) for ns in self.delegations[name]], 0, False
         values = self.records.get((name, rtype))

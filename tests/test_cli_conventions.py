@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from multiregion.aws import Access, ClientProvider
 from multiregion.cli import main
 from multiregion.config import ConfigError, parse_config
+from multiregion.lookups import dns
 from multiregion.sandbox.server import Sandbox
 from multiregion.scaffold import init_project
 from tests.conftest import DEMO_CONFIG, Cli, demo_config, refuse, schema_errors
@@ -125,12 +126,20 @@ def test_against_aws_an_incomplete_plan_is_confirmed_too(on_aws: Cli, proxy: Cou
 
 
 def test_against_aws_up_yes_converges_and_plan_is_then_empty(on_aws: Cli, proxy: CountingProxy,
-                                                             aws: Callable[..., Any]) -> None:
+                                                             aws: Callable[..., Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(dns, "ask", lambda server, name, *a, **k: asked.append(name) or pytest.fail("DNS asked"))
     code, doc = on_aws.json("up", "--yes")
     assert code == 0 and doc["ok"], doc
     assert proxy.writes(), "up --yes wrote nothing through AWS_ENDPOINT_URL"
     for region in ("eu-west-1", "us-east-1"):
         assert [a["name"] for a in aws("apigateway", region).get_rest_apis()["items"]] == ["items"]
+    # AWS_ENDPOINT_URL on this machine: the public DNS knows nothing of its zone, so it is not asked, and
+    # each alias address is named by the endpoint the calls go to, never by connecting to the address.
+    assert asked == []
+    answers = doc["outputs"]["global"]["routing"]["answers"]
+    assert {r: a["served_by"] for r, a in answers.items()} == {"eu-west-1": "eu-west-1", "us-east-1": "us-east-1"}
     proxy.clear()
     assert on_aws("plan", "--detailed-exitcode").exit_code == 0
     assert proxy.seen() and proxy.writes() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -93,6 +94,14 @@ def test_when_the_parent_s_servers_do_not_answer_the_resolver_s_view_stands_in()
     assert found.verdict == DELEGATED and f"resolver 127.0.0.1:{tiny.port} answers" in found.detail
 
 
+def test_a_lame_parent_server_is_passed_over_not_taken_for_no_delegation(tiny: TinyDns) -> None:
+    # NOERROR without the AA bit and without a referral: this server does not serve the parent zone.
+    tiny.lame.add(ZONE)
+    tiny.records[(ZONE, "NS")] = list(ROUTE53)  # what the resolver answers, having found the real parent
+    found = check(tiny)
+    assert found.verdict == DELEGATED and "answers" in found.detail and "delegates it to no" not in found.detail
+
+
 def test_a_resolver_that_does_not_answer_is_unknown_not_undelegated() -> None:
     with world().serving() as tiny:
         tiny.silent = True
@@ -136,6 +145,50 @@ def test_the_resolver_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert dns.system_resolver() == Server("127.0.0.1", 5353)
     assert dns.parse_server("[::1]:53") == Server("::1", 53)
     assert str(dns.parse_server("192.0.2.53")) == "192.0.2.53"
+
+
+@pytest.mark.parametrize("bad", ["localhost", "1.2.3.4:", "[::1]x", "127.0.0.1:70000", "dns.example:53"])
+def test_a_resolver_setting_that_is_not_an_address_is_a_dns_error_naming_it(bad: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(dns.DnsError, match=dns.RESOLVER_ENV):
+        dns.parse_server(bad)
+    monkeypatch.setenv(dns.RESOLVER_ENV, bad)  # the check then says it could not check, and why
+    found = check_delegation(ZONE, ROUTE53)
+    assert found.verdict == UNKNOWN and dns.RESOLVER_ENV in found.detail
+
+
+def test_a_name_longer_than_255_octets_is_malformed_but_many_labels_are_not_a_loop() -> None:
+    def packet(labels: int) -> bytes:
+        name = b"".join(b"\x01a" for _ in range(labels)) + b"\x00"
+        return struct.pack("!HHHHHH", 7, 0x8180, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+
+    dns.decode_reply(packet(100))  # 100 labels, 201 octets: a name, not a compression loop
+    with pytest.raises(dns.DnsError, match="longer than 255"):
+        dns.decode_reply(packet(130))
+
+
+def test_a_truncated_reply_is_asked_again_over_tcp_and_a_short_tcp_reply_is_a_dns_error() -> None:
+    question = b"\x07example\x03com\x00" + struct.pack("!HH", dns.NS, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen(1)
+        port = tcp.getsockname()[1]
+        udp.bind(("127.0.0.1", port))  # one port for both, as a DNS server has (UDP ports are rarely taken)
+
+        def serve() -> None:
+            query, client = udp.recvfrom(512)
+            # TC set, and the answer count promises a record the datagram does not hold
+            udp.sendto(query[:2] + struct.pack("!HHHHH", 0x8380, 1, 1, 0, 0) + question, client)
+            conn, _ = tcp.accept()
+            with conn:
+                conn.recv(512)
+                conn.sendall(struct.pack("!H", 3) + b"abc")  # a length shorter than any DNS header
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with pytest.raises(dns.DnsError, match="shorter than a DNS header"):
+            dns.ask(Server("127.0.0.1", port), "example.com", dns.NS, timeout=2.0, tries=1)
+        thread.join(5)
 
 
 def _closed_port() -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from multiregion.sandbox import moto_compat
@@ -181,6 +183,10 @@ def test_an_eventual_table_takes_one_replica_action_per_request_as_aws_does(aws:
         assert code == "ValidationException"
         assert message == "Update table operation with more than one create or delete replica actions not allowed"
     assert us.list_tables()["TableNames"] == [] and ap.list_tables()["TableNames"] == []
+    unchecked = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url=aws_timing.url,
+                             config=Config(parameter_validation=False))  # botocore itself refuses an empty list
+    assert error_of(lambda: unchecked.update_table(TableName="t", ReplicaUpdates=[])) == (
+        "ValidationException", "There are no actions specified in the Replica Update Action of the request.")
     # two identical actions are one (AWS de-duplicates them)
     desc = eu.update_table(TableName="t", ReplicaUpdates=[{"Create": {"RegionName": "us-east-1"}}] * 2)
     assert [(r["RegionName"], r["ReplicaStatus"]) for r in desc["TableDescription"]["Replicas"]] == [

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 from multiregion.names import dns_name as normal
@@ -25,6 +26,7 @@ DNS_PORT = 53
 UDP_PAYLOAD = 1232  # the EDNS0 size DNS operators agreed on (DNS flag day 2020): no IP fragmentation
 RESOLVER_ENV = "MULTIREGION_DNS_RESOLVER"
 _MAX_POINTERS = 64  # a name with more compression jumps is a loop
+_MAX_NAME = 255  # octets of a name on the wire (RFC 1035, 2.3.4)
 
 
 class DnsError(Exception):
@@ -85,14 +87,26 @@ def system_resolver() -> Server:
 
 
 def parse_server(text: str) -> Server:
+    """An address with an optional port; DnsError for anything else (a host name is not resolved here)."""
     text = text.strip()
+    host, port = text, str(DNS_PORT)
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        return Server(host, int(rest.lstrip(":")) if rest else DNS_PORT)
-    if text.count(":") == 1:
+        if rest:
+            if not rest.startswith(":"):
+                raise DnsError(f"{RESOLVER_ENV}={text!r} is not address[:port] (e.g. [::1]:53)")
+            port = rest[1:]
+    elif text.count(":") == 1:
         host, port = text.split(":")
-        return Server(host, int(port))
-    return Server(text)
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise DnsError(f"{RESOLVER_ENV}={text!r} is not an IP address with an optional port "
+                       "(e.g. 127.0.0.1:5353 or [::1]:53)") from None
+    if not 0 < number < 65536:
+        raise DnsError(f"{RESOLVER_ENV}={text!r}: port {number} is out of range")
+    return Server(host, number)
 
 
 # ------------------------------------------------------------------------------------------------ asking
@@ -106,31 +120,40 @@ def ask(server: Server, name: str, rtype: int, recursion: bool = True, timeout: 
         ident = secrets.randbelow(0x10000)
         message = encode_query(ident, name, rtype, recursion)
         try:
-            reply = _udp(server, message, ident, timeout)
-            if reply.truncated:
-                reply = _tcp(server, message, ident, timeout)
-            return reply
-        except (OSError, DnsError) as exc:
+            data = _udp(server, message, ident, timeout)
+            # A truncated reply may end mid-record: ask again over TCP before reading its sections.
+            return _tcp(server, message, ident, timeout) if _truncated(data) else decode_reply(data)
+        except (OSError, DnsError, ValueError) as exc:
             last = exc
     raise DnsError(f"{server} did not answer {name} {_type_name(rtype)}: {last}")
 
 
-def _udp(server: Server, message: bytes, ident: int, timeout: float) -> Reply:
+def _truncated(data: bytes) -> bool:
+    return len(data) >= 4 and bool(data[2] & 0x02)  # TC, in the header's flags
+
+
+def _udp(server: Server, message: bytes, ident: int, timeout: float) -> bytes:
     family = socket.AF_INET6 if ipaddress.ip_address(server.address).version == 6 else socket.AF_INET
+    deadline = time.monotonic() + timeout
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
         sock.connect((server.address, server.port))
         sock.send(message)
-        while True:  # a stray datagram (an old reply) is not ours: wait for the one with our id
+        while True:  # a stray datagram (an old reply) is not ours: wait for the one with our id, until the deadline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DnsError(f"no reply within {timeout:g}s")
+            sock.settimeout(left)
             data = sock.recv(65535)
             if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == ident:
-                return decode_reply(data)
+                return data
 
 
 def _tcp(server: Server, message: bytes, ident: int, timeout: float) -> Reply:
     with socket.create_connection((server.address, server.port), timeout) as sock:
         sock.sendall(struct.pack("!H", len(message)) + message)
         size = struct.unpack("!H", _read(sock, 2))[0]
+        if size < 12:
+            raise DnsError(f"a TCP reply of {size} bytes, shorter than a DNS header")
         data = _read(sock, size)
     if struct.unpack("!H", data[:2])[0] != ident:
         raise DnsError("a TCP reply to another query")
@@ -199,18 +222,27 @@ def decode_name(data: bytes, offset: int) -> tuple[str, int]:
     """The name at `offset` (following compression pointers) and the offset just past it."""
     labels: list[str] = []
     end: int | None = None
-    for _ in range(_MAX_POINTERS):
+    jumps = size = 0
+    while True:
         length = data[offset]
         if length & 0xC0 == 0xC0:
+            jumps += 1
+            if jumps > _MAX_POINTERS:
+                raise DnsError("a compression loop in a name")
             if end is None:
                 end = offset + 2
             offset = ((length & 0x3F) << 8) | data[offset + 1]
             continue
         if length == 0:
             return ".".join(labels).lower(), end if end is not None else offset + 1
-        labels.append(data[offset + 1:offset + 1 + length].decode("ascii"))
+        size += 1 + length
+        if size > _MAX_NAME:
+            raise DnsError(f"a name longer than {_MAX_NAME} octets")
+        label = data[offset + 1:offset + 1 + length]
+        if len(label) != length:
+            raise DnsError("a name runs past the end of the reply")
+        labels.append(label.decode("ascii"))
         offset += 1 + length
-    raise DnsError("a compression loop in a name")
 
 
 def _decode_record(data: bytes, offset: int) -> tuple[Record, int]:

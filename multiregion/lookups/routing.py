@@ -201,7 +201,7 @@ def endpoint_regions(aws: Reader) -> EndpointRegions:
     from multiregion.drill.transport import HttpsTransport, SandboxTransport
 
     config = aws.config
-    local = getattr(aws.clients, "endpoint_url", None)
+    local = getattr(aws.clients, "local_url", None)  # the sandbox's URL, also through AWS_ENDPOINT_URL
     transport = SandboxTransport(local, config.domain.name) if local else HttpsTransport(config.domain.name)
 
     def send(address: str) -> Response:

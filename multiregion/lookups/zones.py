@@ -156,9 +156,9 @@ def check_delegation(zone: str, name_servers: tuple[str, ...], resolver: dns.Ser
     Names that differ may still be the same servers (a white-label delegation set): then their addresses
     decide. When no parent server answers (outbound DNS blocked), the resolver's own answer for the zone's
     NS records stands in. UNKNOWN only when the resolver itself cannot be asked."""
-    ask = _Asker(resolver or dns.system_resolver(), authority_port or AUTHORITY_PORT, timeout)
     zone, ours = dns_name(zone), tuple(dns_name(n) for n in name_servers)
     try:
+        ask = _Asker(resolver or dns.system_resolver(), authority_port or AUTHORITY_PORT, timeout)
         parent, parent_servers = ask.parent_zone(zone)
         found = ask.parent(zone, parent, parent_servers) or ask.resolver_view(zone)
     except dns.DnsError as exc:
@@ -206,6 +206,8 @@ class _Asker:
                 if reply.rcode != dns.NOERROR:
                     continue  # a lame or refusing server: the next one
                 found = reply.names(reply.authority, dns.NS, zone) or reply.names(reply.answers, dns.NS, zone)
+                if not found and not reply.authoritative:
+                    continue  # no delegation from a server not authoritative for the parent (lame): the next one
                 if not found:
                     return (), f"the parent zone {parent} ({server}) holds {zone} but delegates it to no name servers"
                 return tuple(found), f"the parent zone {parent} ({server}) delegates {zone} to {', '.join(found)}"

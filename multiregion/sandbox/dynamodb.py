@@ -78,6 +78,7 @@ ACCESS_DENIED = _ERR + "AccessDeniedException"
 CREATING, ACTIVE, DELETING, UPDATING = "CREATING", "ACTIVE", "DELETING", "UPDATING"
 # AWS's answer to two replica actions in one UpdateTable of an eventually consistent table (DDB-TABLE-265).
 MORE_THAN_ONE_ACTION = "Update table operation with more than one create or delete replica actions not allowed"
+NO_ACTIONS = "There are no actions specified in the Replica Update Action of the request."
 # AWS's answer to ReplicaUpdates naming the region the request is sent to (as AWS returned it, e.g.
 # aws/aws-cli#4906 and aws/aws-cdk#6287).
 LOCAL_REGION = ("Cannot add, delete, or update the local region through ReplicaUpdates. Use CreateTable, "
@@ -302,6 +303,8 @@ class GlobalTables(Extension):
         group = self.groups.get(name)
         members = set(group.replicas) if group else {region}
         distinct = {json.dumps(update, sort_keys=True) for update in updates}
+        if not distinct:
+            return aws_json_error(VALIDATION, NO_ACTIONS)
         if len(distinct) > 1:
             return aws_json_error(VALIDATION, MORE_THAN_ONE_ACTION)
         for update in updates[:1]:

@@ -14,13 +14,15 @@ ACM looks the validation record up through the public DNS, so a zone its parent 
 Route 53's name servers (a zone `up` has just created, with `domain.create_zone: true`) can never validate:
 ACM would keep the certificate PENDING_VALIDATION for 72 hours and then time it out. Before waiting, the
 stage asks the parent zone which name servers it delegates to, and stops with the ones to set at the
-registrar instead of waiting. On a local endpoint (the sandbox, LocalStack) it does not ask: their zones
-exist only inside them, no public parent delegates to them, and their ACM validates from the zone itself.
+registrar instead of waiting. On a local endpoint (the sandbox, LocalStack; also `endpoint: aws` with
+AWS_ENDPOINT_URL on this machine) it does not ask: their zones exist only inside them, no public parent
+delegates to them, and their ACM validates from the zone itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from multiregion.config import Config
 from multiregion.engine import TAG_STACK, Env, Inputs, NodePlan, Reader, Stage, StepError
 from multiregion.executor import BuiltinContext, builtin
 from multiregion.lookups import certificates as certs
-from multiregion.lookups import zones
+from multiregion.lookups import dns, zones
 from multiregion.names import ROUTE53_REGION, fqdn
 from multiregion.plan import GONE, Builtin, Call, Change, Retry, Wait
 
@@ -81,7 +83,7 @@ class CertificatesStage(Stage[CertificateSnapshot]):
         records = certs.validation_records(described) or []
         present = bool(records) and all(self._in_zone(aws, zone["Id"], r) for r in records)
         delegation = None
-        if described["Status"] == certs.PENDING and checks_delegation(aws.config):
+        if described["Status"] == certs.PENDING and checks_delegation(aws.config) and asks_the_dns(aws.clients):
             delegation = zones.check_delegation(zone["Name"], zones.delegation_set(zone))
         return CertificateSnapshot(described, present, zones.zone_tags(aws, zone["Id"]), delegation=delegation)
 
@@ -201,9 +203,18 @@ def checks_delegation(config: Config) -> bool:
     return config.endpoint == "aws"
 
 
+def asks_the_dns(clients: Any) -> bool:
+    """Whether the public DNS can say anything about this stack's zone: not when AWS_ENDPOINT_URL sends the
+    calls to this machine (LocalStack, a sandbox), whose zones exist only there, unless
+    MULTIREGION_DNS_RESOLVER names the DNS to ask (how the tests drive this path on 127.0.0.1)."""
+    return not getattr(clients, "local", False) or bool(os.environ.get(dns.RESOLVER_ENV, "").strip())
+
+
 @builtin("certificates.check-delegation")
 def check_delegation(ctx: BuiltinContext, region: str, zone_id: str) -> dict[str, Any]:
     """Stop before the certificate wait when the zone is not delegated to its Route 53 name servers."""
+    if not asks_the_dns(ctx.clients):
+        return {}
     found = ctx.clients("route53", ROUTE53_REGION).get_hosted_zone(Id=zone_id)
     zone = {**found["HostedZone"], "DelegationSet": found.get("DelegationSet", {})}
     delegation = zones.check_delegation(zone["Name"], zones.delegation_set(zone))

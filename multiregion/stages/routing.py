@@ -467,8 +467,10 @@ class RoutingStage(Stage[RoutingSnapshot]):
         latency = tuple(sorted(r["SetIdentifier"] for r in snapshot.latency))
         answers: dict[str, dict[str, Any]] = {}
         if record or latency:
+            identify = lookup.endpoint_regions(aws)  # one for every client: an address is asked once
             for client_region in config.regions:
-                answer, served_by = lookup.dns_answer(aws, client_region, zone_id=snapshot.zone_id)
+                answer, served_by = lookup.dns_answer(aws, client_region, zone_id=snapshot.zone_id,
+                                                      identify=identify)
                 answers[client_region] = {"answer": answer, "served_by": served_by}
         return RoutingStatus(mode, name, snapshot.zone_id, record, latency, answers)
 
