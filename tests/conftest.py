@@ -54,19 +54,24 @@ def sandbox_server() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Sandbox) -> Sandbox:
-    """A running sandbox with no resources and no faults."""
+def sandbox(sandbox_server: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """A running sandbox with no resources and no faults, on a PacedClock: real time, plus every wait a
+    throttled test client was told (see `aws`)."""
     sandbox_server.reset()
+    monkeypatch.setattr(sandbox_server, "clock", PacedClock(sandbox_server.clock))
     return sandbox_server
 
 
 @pytest.fixture
 def aws(sandbox: Sandbox) -> Callable[[str, str], Any]:
-    """Plain boto3 clients on the sandbox: aws("dynamodb", "eu-west-1")."""
+    """Plain boto3 clients on the sandbox: aws("dynamodb", "eu-west-1"). Throttled (API Gateway's control
+    plane quotas: CreateDeployment 1 per 5 s, CreateDomainName 1 per 30 s), a client waits as told on the
+    sandbox's clock instead of in real time, so a test keeps to the quotas without waiting them out."""
 
     def client(service: str, region: str = "us-east-1") -> Any:
-        return boto3.client(service, region_name=region, endpoint_url=sandbox.url,
+        made = boto3.client(service, region_name=region, endpoint_url=sandbox.url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
+        return pace_on_the_sandbox_clock(sandbox, made)
 
     return client
 
@@ -295,6 +300,9 @@ class PacedClock:
         """A boto3 client that, throttled, waits as told on this clock and tries again (botocore's own
         retries would sleep in real time, and give up before a 30 s quota has passed)."""
 
+        if getattr(client, "paced_on_the_sandbox_clock", False):
+            return client  # it waits on the sandbox's clock already, which is this one while a test paces
+
         def retry_now(response: Any, attempts: int, **_: Any) -> float | None:
             if response is None or attempts > self.MAX_WAITS or not self.wait_as_told(response[1]):
                 return None
@@ -308,9 +316,24 @@ class DrivenClock(PacedClock):
     """A monotonic clock that moves only when a test says so (or, paced, as a throttled caller is told), for
     the sandbox's pending states and token buckets."""
 
-    def __init__(self) -> None:
-        start = time.monotonic()
-        super().__init__(lambda: start)
+    def __init__(self, start: float | None = None) -> None:
+        at = time.monotonic() if start is None else start
+        super().__init__(lambda: at)
+
+
+def pace_on_the_sandbox_clock(sandbox: Sandbox, client: Any) -> Any:
+    """A boto3 client that, throttled, waits as told on whatever PacedClock (or DrivenClock) the sandbox
+    runs on at that moment, and tries again at once; on another clock, botocore's own retries decide."""
+
+    def retry_now(response: Any, attempts: int, **_: Any) -> float | None:
+        clock = sandbox.clock
+        if response is None or not isinstance(clock, PacedClock) or attempts > clock.MAX_WAITS:
+            return None
+        return 0.0 if clock.wait_as_told(response[1]) else None
+
+    client.meta.events.register_first("needs-retry", retry_now)
+    client.paced_on_the_sandbox_clock = True
+    return client
 
 
 @pytest.fixture
@@ -324,7 +347,7 @@ def paced(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> PacedClock:
 @pytest.fixture
 def clock(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
     """The sandbox on a driven clock (pending states, throttles); real time again after the test."""
-    driven = DrivenClock()
+    driven = DrivenClock(sandbox.clock())  # from the sandbox's time now: a clock never runs backwards
     monkeypatch.setattr(sandbox, "clock", driven)
     return driven
 

@@ -23,7 +23,7 @@ OTHER_KEY = "o" * 24
 
 @pytest.fixture
 def aws(aws: Callable[..., Any]) -> Callable[..., Any]:
-    return reuse_clients(aws)
+    return reuse_clients(aws)  # paced on the sandbox's clock (conftest): CreateDeployment is 1 per 5 s
 
 
 def mock_method(apigw: Any, api_id: str, resource_id: str, key_required: bool) -> None:
@@ -215,7 +215,7 @@ def test_the_usage_plan_throttles_each_key_across_the_stages_of_the_plan(sandbox
 
 def test_the_usage_plan_can_throttle_one_method_of_a_stage(sandbox: Sandbox, aws: Any, pets: Api,
                                                           clock: DrivenClock) -> None:
-    apigw = clock.pace(aws("apigateway", REGION))  # CreateDeployment is 1 per 5 s: wait as told on the clock
+    apigw = aws("apigateway", REGION)
     resources = {r["path"]: r["id"] for r in apigw.get_resources(restApiId=pets.id)["items"]}
     require_key(apigw, pets.id, resources["/open"])
     key_id = apigw.create_api_key(name="k", value=KEY, enabled=True)["id"]
