@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     # moto's own classes, so that mypy holds what this module does with them to moto's annotations.
@@ -412,6 +412,18 @@ def _apigateway(region: str) -> APIGatewayBackend:
     return apigateway_backends[ACCOUNT_ID][region]
 
 
+_T = TypeVar("_T")
+
+
+def _read_apigateway(region: str, read: Callable[[APIGatewayBackend], _T], empty: _T) -> _T:
+    """`read` of the region's backend, or `empty` in a region moto does not know."""
+    try:
+        backend = _apigateway(region)
+    except KeyError:
+        return empty
+    return read(backend)
+
+
 def apigateway_regions() -> list[str]:
     """The regions where moto has an API Gateway backend: those something was asked of."""
     from moto.apigateway.models import apigateway_backends
@@ -421,11 +433,7 @@ def apigateway_regions() -> list[str]:
 
 def rest_apis(region: str) -> dict[str, RestApi]:
     """The region's REST APIs by id (a copy)."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:  # not a region moto knows
-        return {}
-    return dict(backend.apis)
+    return _read_apigateway(region, lambda backend: dict(backend.apis), {})
 
 
 def set_binary_media_types(region: str, api_id: str, types: list[str]) -> None:
@@ -435,11 +443,7 @@ def set_binary_media_types(region: str, api_id: str, types: list[str]) -> None:
 
 def domain_names(region: str) -> dict[str, DomainName]:
     """The region's custom domain names by name (a copy)."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:
-        return {}
-    return dict(backend.domain_names)
+    return _read_apigateway(region, lambda backend: dict(backend.domain_names), {})
 
 
 def domain_json(domain: DomainName) -> dict[str, Any]:
@@ -459,11 +463,7 @@ def patch_domain(domain: DomainName, path: str, value: Any) -> None:
 
 def base_path_mappings(region: str, domain: str) -> dict[str, BasePathMapping]:
     """A domain's mappings by base path ("(none)" for the empty one), a copy."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:
-        return {}
-    return dict(backend.base_path_mappings.get(domain, {}))
+    return _read_apigateway(region, lambda backend: dict(backend.base_path_mappings.get(domain, {})), {})
 
 
 def drop_base_path_mappings(region: str, domain: str) -> None:
@@ -495,30 +495,18 @@ class UsagePlan(Protocol):
 
 def api_keys(region: str) -> dict[str, ApiKey]:
     """The region's API keys by id (a copy)."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:
-        return {}
-    return dict(backend.keys)
+    return _read_apigateway(region, lambda backend: dict(backend.keys), {})
 
 
 def usage_plans(region: str) -> dict[str, UsagePlan]:
     """The region's usage plans by id (a copy)."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:
-        return {}
-    return dict(backend.usage_plans)
+    return _read_apigateway(region, lambda backend: dict(backend.usage_plans), {})
 
 
 def usage_plan_key_ids(region: str, plan_id: str) -> set[str]:
     """The ids of the API keys associated with a usage plan (moto keeps the entry of a deleted key: callers
     look the key up in `api_keys` too)."""
-    try:
-        backend = _apigateway(region)
-    except KeyError:
-        return set()
-    return set(backend.usage_plan_keys.get(plan_id, {}))
+    return _read_apigateway(region, lambda backend: set(backend.usage_plan_keys.get(plan_id, {})), set())
 
 
 # ---------------------------------------------------------------------------------------------- Lambda
