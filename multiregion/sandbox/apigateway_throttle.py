@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,17 +119,56 @@ class Bucket:
         return max(0.0, (1.0 - _EPSILON - self.tokens) / self.rate)
 
 
-class ControlPlaneThrottle(Extension):
-    def __init__(self, sandbox: Any):
-        super().__init__(sandbox)
-        self._buckets: dict[tuple[str, str], Bucket] = {}
+class TokenBuckets:
+    """Token buckets by key, taken from together: the control plane's quotas and the data plane's limits.
+
+    A bucket is made full the first time its key is asked for, and made again (full) when its capacity or
+    rate changes. `throttled` counts the refused takes, for tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[Hashable, Bucket] = {}
         self._lock = threading.Lock()
-        self.throttled = 0  # requests answered 429, for tests and benchmarks
+        self.throttled = 0
 
     def reset(self) -> None:
         with self._lock:
             self._buckets.clear()
             self.throttled = 0
+
+    def take(self, wanted: Sequence[tuple[Hashable, float, float]], cost: float, now: float,
+             epsilon: float) -> list[Bucket] | None:
+        """Take `cost` tokens from each (key, capacity, rate) bucket, or from none: None when granted, else
+        the buckets, in the order wanted, refilled to `now` (one at least short of `cost`)."""
+        with self._lock:
+            buckets = [self._bucket(key, capacity, rate, now) for key, capacity, rate in wanted]
+            for bucket in buckets:
+                bucket.refill(now)
+            if any(b.tokens < cost - epsilon for b in buckets):
+                self.throttled += 1
+                return buckets
+            for bucket in buckets:
+                bucket.tokens -= cost
+            return None
+
+    def _bucket(self, key: Hashable, capacity: float, rate: float, now: float) -> Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None or (bucket.capacity, bucket.rate) != (capacity, rate):  # e.g. a changed time scale
+            bucket = self._buckets[key] = Bucket(capacity, rate, now)
+        return bucket
+
+
+class ControlPlaneThrottle(Extension):
+    def __init__(self, sandbox: Any):
+        super().__init__(sandbox)
+        self.buckets = TokenBuckets()  # by (region, operation), "*" the total
+
+    @property
+    def throttled(self) -> int:
+        """Requests answered 429, for tests and benchmarks."""
+        return self.buckets.throttled
+
+    def reset(self) -> None:
+        self.buckets.reset()
 
     def handle(self, req: SandboxRequest) -> Response | None:
         if not self.sandbox.strict or req.service != "apigateway":
@@ -150,27 +190,12 @@ class ControlPlaneThrottle(Extension):
     def take(self, region: str, op: str | None) -> float | None:
         """Take a token for `op` (and the total) in `region`: None when granted, else the seconds to wait."""
         scale = self._scale()
-        now = self.sandbox.now()
-        with self._lock:
-            buckets = [self._bucket(region, "*", TOTAL_BURST, TOTAL_RATE * scale, now)]
-            if op is not None:
-                quota = QUOTAS[op]
-                buckets.append(self._bucket(region, op, quota.requests, quota.rate * scale, now))
-            for bucket in buckets:
-                bucket.refill(now)
-            if all(b.tokens >= 1.0 - _EPSILON for b in buckets):
-                for bucket in buckets:
-                    bucket.tokens -= 1.0
-                return None
-            self.throttled += 1
-            return max(b.wait() for b in buckets)
-
-    def _bucket(self, region: str, op: str, capacity: float, rate: float, now: float) -> Bucket:
-        key = (region, op)
-        bucket = self._buckets.get(key)
-        if bucket is None or bucket.rate != rate:  # a changed time scale starts a fresh bucket
-            bucket = self._buckets[key] = Bucket(capacity, rate, now)
-        return bucket
+        wanted = [((region, "*"), TOTAL_BURST, TOTAL_RATE * scale)]
+        if op is not None:
+            quota = QUOTAS[op]
+            wanted.append(((region, op), quota.requests, quota.rate * scale))
+        short = self.buckets.take(wanted, 1.0, self.sandbox.now(), _EPSILON)
+        return None if short is None else max(b.wait() for b in short)
 
     def _scale(self) -> float:
         return self.sandbox.options.time_scale

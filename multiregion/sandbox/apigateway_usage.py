@@ -43,13 +43,12 @@ on AWS (16 checkers every 10 s there are 1.6 tokens a second, here 16 probes a s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from multiregion.sandbox import moto_compat
-from multiregion.sandbox.apigateway_throttle import Bucket
+from multiregion.sandbox.apigateway_throttle import TokenBuckets
 
 API_KEY_HEADER = "x-api-key"
 CHECKER_AGENT = "Amazon-Route53-Health-Check-Service"  # how Route 53's checkers sign their requests
@@ -146,34 +145,22 @@ class RequestThrottle:
     """Token buckets of the data plane, on the sandbox's clock (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[str, ...], tuple[Limit, Bucket]] = {}
-        self._lock = threading.Lock()
-        self.throttled = 0  # requests answered 429, for tests and benchmarks
+        self.buckets = TokenBuckets()
+
+    @property
+    def throttled(self) -> int:
+        """Requests answered 429, for tests and benchmarks."""
+        return self.buckets.throttled
 
     def reset(self) -> None:
-        with self._lock:
-            self._buckets.clear()
-            self.throttled = 0
+        self.buckets.reset()
 
     def take(self, demands: list[Demand], cost: float, now: float) -> str | None:
         """Take `cost` tokens from every demanded bucket: None when granted, else the first refusal's why."""
-        with self._lock:
-            buckets = [(d, self._bucket(d, now)) for d in demands]
-            for _, bucket in buckets:
-                bucket.refill(now)
-            empty = next((d for d, b in buckets if b.tokens < cost - _EPSILON), None)
-            if empty is not None:
-                self.throttled += 1
-                return empty.why
-            for _, bucket in buckets:
-                bucket.tokens -= cost
+        short = self.buckets.take([(d.key, d.limit.burst, d.limit.rate) for d in demands], cost, now, _EPSILON)
+        if short is None:
             return None
-
-    def _bucket(self, demand: Demand, now: float) -> Bucket:
-        held = self._buckets.get(demand.key)
-        if held is None or held[0] != demand.limit:
-            held = self._buckets[demand.key] = (demand.limit, Bucket(demand.limit.burst, demand.limit.rate, now))
-        return held[1]
+        return next(d.why for d, bucket in zip(demands, short, strict=True) if bucket.tokens < cost - _EPSILON)
 
 
 def request_cost(user_agent: str, time_scale: float) -> float:
