@@ -302,14 +302,7 @@ class PacedClock:
 
         if getattr(client, "paced_on_the_sandbox_clock", False):
             return client  # it waits on the sandbox's clock already, which is this one while a test paces
-
-        def retry_now(response: Any, attempts: int, **_: Any) -> float | None:
-            if response is None or attempts > self.MAX_WAITS or not self.wait_as_told(response[1]):
-                return None
-            return 0.0
-
-        client.meta.events.register_first("needs-retry", retry_now)
-        return client
+        return _retry_at_once_on(client, lambda: self)
 
 
 class DrivenClock(PacedClock):
@@ -324,15 +317,22 @@ class DrivenClock(PacedClock):
 def pace_on_the_sandbox_clock(sandbox: Sandbox, client: Any) -> Any:
     """A boto3 client that, throttled, waits as told on whatever PacedClock (or DrivenClock) the sandbox
     runs on at that moment, and tries again at once; on another clock, botocore's own retries decide."""
+    _retry_at_once_on(client, lambda: sandbox.clock)
+    client.paced_on_the_sandbox_clock = True
+    return client
+
+
+def _retry_at_once_on(client: Any, clock_now: Callable[[], Any]) -> Any:
+    """Register on `client`: a throttled call moves `clock_now()` on by what it was told to wait, if that is a
+    PacedClock, and is tried again at once (at most MAX_WAITS times); otherwise botocore's retries decide."""
 
     def retry_now(response: Any, attempts: int, **_: Any) -> float | None:
-        clock = sandbox.clock
+        clock = clock_now()
         if response is None or not isinstance(clock, PacedClock) or attempts > clock.MAX_WAITS:
             return None
         return 0.0 if clock.wait_as_told(response[1]) else None
 
     client.meta.events.register_first("needs-retry", retry_now)
-    client.paced_on_the_sandbox_clock = True
     return client
 
 
