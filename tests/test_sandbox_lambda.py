@@ -13,6 +13,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -59,10 +60,16 @@ def handler(event, context):
 """
 
 SLEEPY = """
+import os
 import time
 
 
 def handler(event, context):
+    if "started" in event:  # say it runs, then hold until told (at most 30 s)
+        open(event["started"], "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(event["release"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
     time.sleep(event.get("sleep", 0))
     return {"slept": event.get("sleep", 0)}
 """
@@ -213,31 +220,45 @@ def test_reserved_concurrency_zero_throttles(aws: Any, role: str, sandbox: Sandb
 
 
 def test_overlapping_calls_get_a_bounded_pool(aws: Any, role: str, sandbox: Sandbox,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(LambdaRuntime, "max_environments", 2)
     arn = deploy(aws, role, "sleepy", SLEEPY.replace('{"slept"', '{"pid": __import__("os").getpid(), "slept"'))
     client = aws("lambda", "eu-west-1")
+    release = tmp_path / "release"
+    started = [tmp_path / f"started-{i}" for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        outs = list(pool.map(lambda _: call(client, "sleepy", {"sleep": 0.4})[1], range(4)))
+        calls = [pool.submit(lambda p=p: call(client, "sleepy", {"started": str(p), "release": str(release)})[1])
+                 for p in started]
+        # Two calls hold the two environments; the other two wait for one, so exactly two have started.
+        wait_for(lambda: sum(p.exists() for p in started) == 2, timeout=30)
+        release.touch()
+        outs = [c.result(timeout=60) for c in calls]
+    assert all(p.exists() for p in started)
     assert len({o["pid"] for o in outs}) == 2  # two environments, each serving two calls in turn
     assert sorted(sandbox.extension(LambdaRuntime).environments(arn)) == sorted({o["pid"] for o in outs})
 
 
-def test_reserved_concurrency_one_throttles_the_second_overlapping_call(aws: Any, role: str,
-                                                                         sandbox: Sandbox) -> None:
+def test_reserved_concurrency_one_throttles_the_second_overlapping_call(aws: Any, role: str, sandbox: Sandbox,
+                                                                         tmp_path: Path) -> None:
     deploy(aws, role, "sleepy", SLEEPY)
     aws("lambda", "eu-west-1").put_function_concurrency(FunctionName="sleepy", ReservedConcurrentExecutions=1)
     client = no_retries(sandbox, "lambda", "eu-west-1")
     assert call(client, "sleepy")[1] == {"slept": 0}  # one at a time is fine (and the client is warm)
 
-    def attempt(_: int) -> str:
+    def attempt(event: dict[str, Any]) -> str:
         try:
-            return "ok" if call(client, "sleepy", {"sleep": 1})[1] == {"slept": 1} else "bad"
+            return "ok" if call(client, "sleepy", event)[1] == {"slept": 0} else "bad"
         except ClientError as exc:
             return str(exc.response["Error"]["Code"])
 
-    with ThreadPoolExecutor(2) as pool:
-        results = sorted(pool.map(attempt, range(2)))
+    started, release = tmp_path / "started", tmp_path / "release"
+    with ThreadPoolExecutor(1) as pool:
+        # The first call holds the one execution until released; the second is made while it does.
+        first = pool.submit(attempt, {"started": str(started), "release": str(release)})
+        wait_for(started.exists, timeout=30)
+        second = attempt({})
+        release.touch()
+        results = sorted([first.result(timeout=60), second])
     assert results == ["TooManyRequestsException", "ok"]
 
 
